@@ -1,0 +1,107 @@
+#ifndef APIARY_CONFIG_CONFIG_H
+#define APIARY_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pipeline/common/status.h"
+
+/* Typed configuration read from YAML. Every key is described once in the
+ * table in config_table.c (type, bounds, default, help); this struct is
+ * where the values go. */
+
+#define AP_MAX_LABELS    16
+#define AP_MAX_STAGES    8
+#define AP_NAME_MAX      64
+#define AP_PATH_MAX      1024
+
+typedef enum { AP_RESIZE_STRETCH = 0, AP_RESIZE_LETTERBOX = 1 } ap_resize_mode;
+typedef enum { AP_POS_WEIGHT_AUTO = 0, AP_POS_WEIGHT_NONE = 1 } ap_pos_weight_mode;
+
+typedef struct {
+    char root[AP_PATH_MAX];     /* dataset folder holding the manifest and images */
+    char manifest[AP_PATH_MAX]; /* manifest file name inside root */
+    char labels[AP_MAX_LABELS][AP_NAME_MAX];
+    int label_count;
+    char group_column[AP_NAME_MAX]; /* empty: every image is its own group */
+    int width;                      /* network input width in pixels */
+    int height;                     /* network input height in pixels */
+    ap_resize_mode resize;
+    float mean[3]; /* per-channel normalisation of [0,1] pixels, RGB */
+    float std[3];
+    double max_bad_fraction; /* fail when more of the images cannot be read */
+    int64_t max_image_bytes;
+    int64_t max_image_pixels;
+} ap_data_config;
+
+typedef struct {
+    double val_fraction;
+    double test_fraction;
+} ap_split_config;
+
+typedef struct {
+    int stem_channels;
+    int stem_kernel;
+    int stem_stride;
+    int stage_channels[AP_MAX_STAGES];
+    int stage_count;
+    int stage_blocks[AP_MAX_STAGES]; /* residual blocks per stage, same count as channels */
+    int stage_blocks_count;
+    double dropout;
+} ap_model_config;
+
+typedef struct {
+    char device[16]; /* "cpu" or "cuda" */
+    int threads;     /* 0: all cores */
+    int epochs;
+    int batch_size;
+    double learning_rate;
+    double min_learning_rate;
+    double warmup_epochs;
+    double weight_decay;
+    double beta1;
+    double beta2;
+    double epsilon;
+    ap_pos_weight_mode pos_weight;
+    bool augment;
+    double brightness; /* maximum relative brightness change */
+    double contrast;   /* maximum relative contrast change */
+    int log_every;     /* steps between log lines */
+    int checkpoint_every; /* epochs between checkpoints */
+} ap_train_config;
+
+typedef struct {
+    char source_path[AP_PATH_MAX]; /* the YAML file, for messages */
+    char run_name[AP_NAME_MAX];
+    char output_dir[AP_PATH_MAX]; /* runs go to output_dir/run_name */
+    uint64_t seed;
+    char log_level[16];
+    ap_data_config data;
+    ap_split_config split;
+    ap_model_config model;
+    ap_train_config train;
+} ap_config;
+
+/* Fill cfg with every default from the table. */
+void ap_config_defaults(ap_config *cfg);
+
+/* Parse a YAML file into cfg (defaults first). Unknown keys, wrong types and
+ * out-of-range values fail with a message naming file, line and column.
+ * ${VAR} in scalar values is replaced from the environment; an unset
+ * variable is an error. */
+ap_status ap_config_load_file(const char *path, ap_config *cfg, ap_error *err);
+ap_status ap_config_load_string(const char *yaml, const char *name, ap_config *cfg, ap_error *err);
+
+/* Apply one "--set key=value" override, for example "train.epochs=3". */
+ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err);
+
+/* Check rules that span several keys (for example stage counts match). */
+ap_status ap_config_validate(const ap_config *cfg, ap_error *err);
+
+/* Write the table of keys (key, type, default, bounds, help) for --help. */
+void ap_config_print_keys(void *file);
+
+/* Serialise cfg back to YAML text (malloc'd), for the run folder. */
+char *ap_config_to_yaml(const ap_config *cfg);
+
+#endif

@@ -1,0 +1,83 @@
+#ifndef APIARY_NN_NET_H
+#define APIARY_NN_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pipeline/common/status.h"
+
+/* The residual CNN on the CPU, built on oneDNN:
+ *   stem: conv(k x k, stride s) -> batch norm -> ReLU -> max pool 3x3 stride 2
+ *   stages: each stage has `blocks` basic residual blocks
+ *     (conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU);
+ *     the first block of every stage after the first has stride 2, and its
+ *     shortcut is conv1x1 stride 2 -> BN when the shape changes
+ *   head: global average pooling -> dropout -> dense layer, one logit per label
+ * Master parameters are plain float arrays in PyTorch layouts (OIHW conv
+ * weights, [out, in] dense weights) so checkpoints read the same anywhere. */
+
+#define AP_NET_MAX_STAGES 8
+#define AP_PARAM_NAME_MAX 96
+
+typedef struct {
+    int in_channels; /* 3 for RGB */
+    int height;
+    int width;
+    int stem_channels;
+    int stem_kernel;
+    int stem_stride;
+    int stage_count;
+    int stage_channels[AP_NET_MAX_STAGES];
+    int stage_blocks[AP_NET_MAX_STAGES];
+    float dropout;
+    int label_count;
+} ap_net_spec;
+
+typedef enum {
+    AP_TENSOR_WEIGHT = 0, /* trained, weight decay applies */
+    AP_TENSOR_NO_DECAY,   /* trained, no weight decay (batch-norm scale and shift, biases) */
+    AP_TENSOR_STATE,      /* not trained (batch-norm running mean and variance) */
+} ap_tensor_role;
+
+typedef struct {
+    char name[AP_PARAM_NAME_MAX]; /* for example "stages.1.blocks.0.conv1.weight" */
+    ap_tensor_role role;
+    int ndim;
+    int64_t shape[4];
+    size_t size;  /* element count */
+    float *data;  /* owned by the network */
+    float *grad;  /* NULL for AP_TENSOR_STATE; written by ap_net_backward */
+} ap_net_tensor;
+
+typedef struct ap_net ap_net;
+
+/* Build the network for a fixed batch size with threads OpenMP threads and
+ * initialise weights (He normal for convolutions, PyTorch-style uniform for
+ * the dense layer, BN scale 1 and shift 0) from seed. */
+ap_status ap_net_create(const ap_net_spec *spec, int batch, uint64_t seed, ap_net **out,
+                        ap_error *err);
+void ap_net_destroy(ap_net *net);
+
+/* All tensors in a fixed order: trained ones and batch-norm state. */
+size_t ap_net_tensor_count(const ap_net *net);
+ap_net_tensor *ap_net_tensor_at(ap_net *net, size_t index);
+/* Total trained parameters. */
+size_t ap_net_param_total(const ap_net *net);
+int ap_net_batch(const ap_net *net);
+
+/* Forward a batch of exactly ap_net_batch images (float NCHW) into logits
+ * (batch x label_count). Training mode uses batch statistics, updates the
+ * running statistics (momentum 0.1) and applies dropout keyed by
+ * (dropout_seed, dropout_stream); inference uses the running statistics. */
+ap_status ap_net_forward(ap_net *net, const float *input, bool training, uint64_t dropout_seed,
+                         uint64_t dropout_stream, float *logits, ap_error *err);
+
+/* Backward from d_logits after a training forward; sets every grad. */
+ap_status ap_net_backward(ap_net *net, const float *d_logits, ap_error *err);
+
+/* Floating-point operations of one training step (forward and backward)
+ * and of one inference forward, per image, for throughput figures. */
+double ap_net_flops_per_image(const ap_net *net, bool training);
+
+#endif
