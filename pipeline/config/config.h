@@ -88,15 +88,24 @@ void ap_config_defaults(ap_config *cfg);
 /* Parse a YAML file into cfg (defaults first). Unknown keys, wrong types and
  * out-of-range values fail with a message naming file, line and column.
  * ${VAR} in scalar values is replaced from the environment; an unset
- * variable is an error. */
+ * variable is an error. ${VAR:-default} uses default when VAR is unset or
+ * empty, and $$ is a literal '$'. On failure cfg is unchanged. */
 ap_status ap_config_load_file(const char *path, ap_config *cfg, ap_error *err);
 ap_status ap_config_load_string(const char *yaml, const char *name, ap_config *cfg, ap_error *err);
 
-/* Apply one "--set key=value" override, for example "train.epochs=3". */
+/* Apply one "--set key=value" override, for example "train.epochs=3", with
+ * the same checks as the YAML reader. Lists are comma-separated
+ * ("data.labels=wasp,bee"). The value is used as is: no ${VAR} expansion.
+ * On failure cfg is unchanged. */
 ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err);
 
-/* Check rules that span several keys (for example stage counts match). */
+/* Check every key against its bounds (fields may have been set by code) and
+ * the rules that span several keys (for example stage counts match). */
 ap_status ap_config_validate(const ap_config *cfg, ap_error *err);
+
+/* True when every key in the table has the same value in a and b
+ * (source_path is not a key and is ignored). */
+bool ap_config_equal(const ap_config *a, const ap_config *b);
 
 /* Write the table of keys (key, type, default, bounds, help) for --help. */
 void ap_config_print_keys(void *file);

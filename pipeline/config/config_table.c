@@ -1,0 +1,593 @@
+#include "pipeline/config/config_table.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/config/config_text.h"
+
+/* The enum keys store the index of a name in their choices list. */
+_Static_assert(AP_RESIZE_STRETCH == 0 && AP_RESIZE_LETTERBOX == 1, "resize names out of order");
+_Static_assert(AP_POS_WEIGHT_AUTO == 0 && AP_POS_WEIGHT_NONE == 1, "pos_weight names out of order");
+_Static_assert(sizeof(ap_resize_mode) == sizeof(int), "enum keys are stored as int");
+_Static_assert(sizeof(ap_pos_weight_mode) == sizeof(int), "enum keys are stored as int");
+
+static const char *const resize_names[] = {"stretch", "letterbox", NULL};
+static const char *const pos_weight_names[] = {"auto", "none", NULL};
+static const char *const device_names[] = {"cpu", "cuda", NULL};
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+
+#define MEMBER(member) (((ap_config *)0)->member)
+#define FIELD(member)  .offset = offsetof(ap_config, member), .size = sizeof(MEMBER(member))
+#define ITEMS(member)                                                                              \
+    FIELD(member), .item_size = sizeof(MEMBER(member)[0]),                                         \
+                   .max_items = (int)(sizeof(MEMBER(member)) / sizeof(MEMBER(member)[0]))
+#define COUNT(member)    .count_offset = offsetof(ap_config, member)
+#define INTS(low, high)  .int_min = (low), .int_max = (high)
+#define REALS(low, high) .real_min = (low), .real_max = (high)
+#define MIB              (1024 * 1024)
+
+/* Every configuration key, in the order ap_config_to_yaml writes them. Keys
+ * of one section must stay together. */
+const ap_config_key ap_config_keys[] = {
+    {.name = "run_name",
+     .type = AP_VALUE_STRING,
+     FIELD(run_name),
+     .flags = AP_KEY_NAME | AP_KEY_NONEMPTY,
+     .default_text = "local",
+     .help = "Name of this run, whose files go to output_dir/run_name"},
+    {.name = "output_dir",
+     .type = AP_VALUE_STRING,
+     FIELD(output_dir),
+     .flags = AP_KEY_NONEMPTY,
+     .default_text = "runs",
+     .help = "Folder that contains one subfolder per run"},
+    {.name = "seed",
+     .type = AP_VALUE_UINT64,
+     FIELD(seed),
+     .default_text = "42",
+     .help = "Seed for the split, weight initialisation, shuffling, dropout and augmentation"},
+    {.name = "log_level",
+     .type = AP_VALUE_CHOICE,
+     FIELD(log_level),
+     .choices = log_level_names,
+     .default_text = "info",
+     .help = "Minimum level of the log messages that are printed"},
+
+    {.name = "data.root",
+     .type = AP_VALUE_STRING,
+     FIELD(data.root),
+     .default_text = "",
+     .help = "Dataset folder that contains the manifest and the images (required)"},
+    {.name = "data.manifest",
+     .type = AP_VALUE_STRING,
+     FIELD(data.manifest),
+     .flags = AP_KEY_NONEMPTY,
+     .default_text = "labels.csv",
+     .help = "Manifest CSV file inside data.root: a file column and one column per label"},
+    {.name = "data.labels",
+     .type = AP_VALUE_STRING_LIST,
+     ITEMS(data.labels),
+     COUNT(data.label_count),
+     .flags = AP_KEY_NAME | AP_KEY_NONEMPTY,
+     .default_text = "",
+     .help = "Manifest label columns the network predicts, one output each (required)"},
+    {.name = "data.group_column",
+     .type = AP_VALUE_STRING,
+     FIELD(data.group_column),
+     .flags = AP_KEY_NAME,
+     .default_text = "",
+     .help = "Manifest column naming each image's group, which stays on one side of the "
+             "split. Empty makes every image its own group"},
+    {.name = "data.width",
+     .type = AP_VALUE_INT,
+     FIELD(data.width),
+     INTS(16, 4096),
+     .default_text = "64",
+     .help = "Network input width in pixels"},
+    {.name = "data.height",
+     .type = AP_VALUE_INT,
+     FIELD(data.height),
+     INTS(16, 4096),
+     .default_text = "64",
+     .help = "Network input height in pixels"},
+    {.name = "data.resize",
+     .type = AP_VALUE_ENUM,
+     FIELD(data.resize),
+     .choices = resize_names,
+     .default_text = "letterbox",
+     .help = "How images reach the input size: stretch ignores the aspect ratio, letterbox "
+             "keeps it and pads with black"},
+    {.name = "data.mean",
+     .type = AP_VALUE_FLOAT_LIST,
+     ITEMS(data.mean),
+     REALS(0.0, 1.0),
+     .default_text = "0.5,0.5,0.5",
+     .help = "Per-channel mean (red, green, blue) subtracted from pixels scaled to [0, 1]"},
+    {.name = "data.std",
+     .type = AP_VALUE_FLOAT_LIST,
+     ITEMS(data.std),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE,
+     .default_text = "0.25,0.25,0.25",
+     .help = "Per-channel standard deviation (red, green, blue) that pixels are divided by"},
+    {.name = "data.max_bad_fraction",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(data.max_bad_fraction),
+     REALS(0.0, 1.0),
+     .default_text = "0.05",
+     .help = "Maximum fraction of manifest rows whose image may be missing or unreadable"},
+    {.name = "data.max_image_bytes",
+     .type = AP_VALUE_INT64,
+     FIELD(data.max_image_bytes),
+     INTS(1, INT64_C(4) * 1024 * MIB),
+     .default_text = "33554432",
+     .help = "Maximum encoded image file size in bytes. Larger files count as bad images"},
+    {.name = "data.max_image_pixels",
+     .type = AP_VALUE_INT64,
+     FIELD(data.max_image_pixels),
+     INTS(1, 1000000000),
+     .default_text = "50000000",
+     .help = "Maximum decoded image size in pixels (width x height), checked before decoding"},
+
+    {.name = "split.val_fraction",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(split.val_fraction),
+     REALS(0.0, 0.9),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.15",
+     .help = "Fraction of the images (by group) held out for validation during training"},
+    {.name = "split.test_fraction",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(split.test_fraction),
+     REALS(0.0, 0.9),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.2",
+     .help = "Fraction of the images (by group) held out for the final test"},
+
+    {.name = "model.stem_channels",
+     .type = AP_VALUE_INT,
+     FIELD(model.stem_channels),
+     INTS(1, 1024),
+     .default_text = "16",
+     .help = "Output channels of the first convolution"},
+    {.name = "model.stem_kernel",
+     .type = AP_VALUE_INT,
+     FIELD(model.stem_kernel),
+     INTS(1, 15),
+     .default_text = "3",
+     .help = "Kernel size of the first convolution in pixels"},
+    {.name = "model.stem_stride",
+     .type = AP_VALUE_INT,
+     FIELD(model.stem_stride),
+     INTS(1, 4),
+     .default_text = "1",
+     .help = "Stride of the first convolution in pixels"},
+    {.name = "model.stage_channels",
+     .type = AP_VALUE_INT_LIST,
+     ITEMS(model.stage_channels),
+     COUNT(model.stage_count),
+     INTS(1, 4096),
+     .default_text = "16,32,64",
+     .help = "Channels of each residual stage. Every stage after the first halves the "
+             "resolution"},
+    {.name = "model.stage_blocks",
+     .type = AP_VALUE_INT_LIST,
+     ITEMS(model.stage_blocks),
+     COUNT(model.stage_blocks_count),
+     INTS(1, 64),
+     .default_text = "1,1,1",
+     .help = "Residual blocks in each stage, one count per entry of model.stage_channels"},
+    {.name = "model.dropout",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(model.dropout),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.2",
+     .help = "Probability of dropping each pooled feature before the last layer in training"},
+
+    {.name = "train.device",
+     .type = AP_VALUE_CHOICE,
+     FIELD(train.device),
+     .choices = device_names,
+     .default_text = "cpu",
+     .help = "Where to train: cpu (oneDNN) or cuda (one GPU per process)"},
+    {.name = "train.threads",
+     .type = AP_VALUE_INT,
+     FIELD(train.threads),
+     INTS(0, 4096),
+     .default_text = "0",
+     .help = "CPU threads per process, or 0 for every core"},
+    {.name = "train.epochs",
+     .type = AP_VALUE_INT,
+     FIELD(train.epochs),
+     INTS(1, 100000),
+     .default_text = "10",
+     .help = "Passes over the training split"},
+    {.name = "train.batch_size",
+     .type = AP_VALUE_INT,
+     FIELD(train.batch_size),
+     INTS(2, 65536),
+     .default_text = "32",
+     .help = "Images per optimizer step per process, at least 2 because batch norm needs two"},
+    {.name = "train.learning_rate",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.learning_rate),
+     REALS(0.0, 10.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE,
+     .default_text = "0.003",
+     .help = "Peak AdamW learning rate, reached at the end of warmup"},
+    {.name = "train.min_learning_rate",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.min_learning_rate),
+     REALS(0.0, 10.0),
+     .default_text = "1e-05",
+     .help = "Learning rate at the end of the schedule, at most train.learning_rate"},
+    {.name = "train.warmup_epochs",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.warmup_epochs),
+     REALS(0.0, 100000.0),
+     .default_text = "1",
+     .help = "Epochs over which the learning rate rises linearly to its peak"},
+    {.name = "train.weight_decay",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.weight_decay),
+     REALS(0.0, 1.0),
+     .default_text = "0.05",
+     .help = "Decoupled (AdamW) weight decay of convolution and dense weights"},
+    {.name = "train.beta1",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.beta1),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.9",
+     .help = "AdamW decay rate of the first moment (gradient mean)"},
+    {.name = "train.beta2",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.beta2),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.999",
+     .help = "AdamW decay rate of the second moment (squared gradient mean)"},
+    {.name = "train.epsilon",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.epsilon),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE,
+     .default_text = "1e-08",
+     .help = "AdamW term added to the denominator for numerical stability"},
+    {.name = "train.pos_weight",
+     .type = AP_VALUE_ENUM,
+     FIELD(train.pos_weight),
+     .choices = pos_weight_names,
+     .default_text = "auto",
+     .help = "Loss weight of positive examples: auto uses negatives/positives of each label "
+             "in the training split, none uses 1"},
+    {.name = "train.augment",
+     .type = AP_VALUE_BOOL,
+     FIELD(train.augment),
+     .default_text = "true",
+     .help = "Randomly flip and change brightness and contrast of training images"},
+    {.name = "train.brightness",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.brightness),
+     REALS(0.0, 1.0),
+     .default_text = "0.1",
+     .help = "Maximum relative brightness change of augmentation (0.1 is +-10%)"},
+    {.name = "train.contrast",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.contrast),
+     REALS(0.0, 1.0),
+     .default_text = "0.1",
+     .help = "Maximum relative contrast change of augmentation (0.1 is +-10%)"},
+    {.name = "train.log_every",
+     .type = AP_VALUE_INT,
+     FIELD(train.log_every),
+     INTS(1, 1000000),
+     .default_text = "10",
+     .help = "Optimizer steps between training log lines"},
+    {.name = "train.checkpoint_every",
+     .type = AP_VALUE_INT,
+     FIELD(train.checkpoint_every),
+     INTS(1, 100000),
+     .default_text = "1",
+     .help = "Epochs between checkpoints"},
+};
+
+const size_t ap_config_key_count = sizeof(ap_config_keys) / sizeof(ap_config_keys[0]);
+
+const ap_config_key *ap_config_key_find(const char *name)
+{
+    for (size_t i = 0; i < ap_config_key_count; i++)
+        if (strcmp(ap_config_keys[i].name, name) == 0)
+            return &ap_config_keys[i];
+    return NULL;
+}
+
+bool ap_config_is_section(const char *name)
+{
+    size_t length = strlen(name);
+    if (length == 0)
+        return false;
+    for (size_t i = 0; i < ap_config_key_count; i++) {
+        const char *key = ap_config_keys[i].name;
+        if (strncmp(key, name, length) == 0 && key[length] == '.')
+            return true;
+    }
+    return false;
+}
+
+bool ap_config_key_is_list(const ap_config_key *key)
+{
+    return key->type == AP_VALUE_FLOAT_LIST || key->type == AP_VALUE_STRING_LIST ||
+           key->type == AP_VALUE_INT_LIST;
+}
+
+/* ---- Messages about keys ---- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t rows = strlen(a), columns = strlen(b);
+    size_t previous[KEY_PATH_MAX + 1], current[KEY_PATH_MAX + 1];
+    if (rows > KEY_PATH_MAX || columns > KEY_PATH_MAX)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= columns; j++)
+        previous[j] = j;
+    for (size_t i = 1; i <= rows; i++) {
+        current[0] = i;
+        for (size_t j = 1; j <= columns; j++) {
+            size_t replace = previous[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t remove = previous[j] + 1;
+            size_t insert = current[j - 1] + 1;
+            size_t best = replace < remove ? replace : remove;
+            current[j] = best < insert ? best : insert;
+        }
+        memcpy(previous, current, (columns + 1) * sizeof(size_t));
+    }
+    return previous[columns];
+}
+
+/* The known key closest to name, or NULL when none is close enough to be
+ * a likely typo. */
+static const char *closest_key(const char *name)
+{
+    const char *best = NULL;
+    size_t best_distance = strlen(name) >= 12 ? 3 : 2;
+    for (size_t i = 0; i < ap_config_key_count; i++) {
+        size_t distance = edit_distance(name, ap_config_keys[i].name);
+        if (distance <= best_distance) {
+            best = ap_config_keys[i].name;
+            best_distance = distance;
+        }
+    }
+    return best;
+}
+
+void ap_config_list_children(const char *section, char *out, size_t out_size)
+{
+    size_t prefix_length = section[0] != '\0' ? strlen(section) + 1 : 0;
+    text_buffer list = {0};
+    text_append(&list, "", 0);
+    const char *previous = NULL;
+    size_t previous_length = 0;
+    for (size_t i = 0; i < ap_config_key_count; i++) {
+        const char *name = ap_config_keys[i].name;
+        if (prefix_length > 0 &&
+            !(strncmp(name, section, prefix_length - 1) == 0 && name[prefix_length - 1] == '.'))
+            continue;
+        const char *child = name + prefix_length;
+        size_t child_length = strcspn(child, ".");
+
+        /* Keys of a section are adjacent in the table, so a repeat follows its first. */
+        if (previous != NULL && previous_length == child_length &&
+            strncmp(previous, child, child_length) == 0)
+            continue;
+        if (list.length > 0)
+            text_append_string(&list, ", ");
+        text_append(&list, child, child_length);
+        previous = child;
+        previous_length = child_length;
+    }
+    snprintf(out, out_size, "%s", list.failed ? "" : list.data);
+    free(list.data);
+}
+
+void ap_config_describe_unknown_key(const char *name, char *out, size_t out_size)
+{
+    char section[KEY_PATH_MAX], children[REASON_MAX], suggestion[KEY_PATH_MAX + 32] = "";
+    const char *dot = strrchr(name, '.');
+    snprintf(section, sizeof(section), "%.*s", dot != NULL ? (int)(dot - name) : 0, name);
+    if (!ap_config_is_section(section))
+        section[0] = '\0';
+    ap_config_list_children(section, children, sizeof(children));
+
+    const char *closest = closest_key(name);
+    if (closest != NULL)
+        snprintf(suggestion, sizeof(suggestion), "did you mean %s? ", closest);
+    if (section[0] != '\0')
+        snprintf(out, out_size, "unknown key; %skeys under %s are: %s", suggestion, section,
+                 children);
+    else
+        snprintf(out, out_size, "unknown key; %stop-level keys are: %s", suggestion, children);
+}
+
+/* ---- What a key accepts ---- */
+
+void ap_config_format_double(double value, char *out, size_t out_size)
+{
+    /* Whole numbers read better as 100000 than as 1e+05. */
+    if (value == floor(value) && fabs(value) < 1e15) {
+        snprintf(out, out_size, "%.0f", value);
+        return;
+    }
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, out_size, "%.*g", digits, value);
+        if (strtod(out, NULL) == value)
+            return;
+    }
+}
+
+static void describe_real(const ap_config_key *key, char *out, size_t out_size)
+{
+    char low[32], high[32];
+    ap_config_format_double(key->real_min, low, sizeof(low));
+    ap_config_format_double(key->real_max, high, sizeof(high));
+    bool low_open = (key->flags & AP_KEY_MIN_EXCLUSIVE) != 0;
+    bool high_open = (key->flags & AP_KEY_MAX_EXCLUSIVE) != 0;
+    if (low_open && high_open)
+        snprintf(out, out_size, "a number greater than %s and less than %s", low, high);
+    else if (low_open)
+        snprintf(out, out_size, "a number greater than %s and at most %s", low, high);
+    else if (high_open)
+        snprintf(out, out_size, "a number of at least %s and less than %s", low, high);
+    else
+        snprintf(out, out_size, "a number from %s to %s", low, high);
+}
+
+static void describe_choices(const ap_config_key *key, const char *separator, char *out,
+                             size_t out_size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; key->choices[i] != NULL && used < out_size; i++) {
+        int written =
+            snprintf(out + used, out_size - used, "%s%s", i > 0 ? separator : "", key->choices[i]);
+        if (written < 0)
+            return;
+        used += (size_t)written;
+    }
+}
+
+void ap_config_key_describe_string(const ap_config_key *key, size_t size, char *out,
+                                   size_t out_size)
+{
+    const char *nonempty = (key->flags & AP_KEY_NONEMPTY) ? "non-empty " : "";
+    if (key->flags & AP_KEY_NAME)
+        snprintf(out, out_size,
+                 "a %sname of at most %zu characters (letters, digits, '_', '-' and '.')", nonempty,
+                 size - 1);
+    else
+        snprintf(out, out_size, "%stext of at most %zu characters", nonempty, size - 1);
+}
+
+void ap_config_key_describe_value(const ap_config_key *key, char *out, size_t out_size)
+{
+    char choices[192];
+    switch (key->type) {
+    case AP_VALUE_INT:
+    case AP_VALUE_INT64:
+    case AP_VALUE_INT_LIST:
+        snprintf(out, out_size, "an integer from %" PRId64 " to %" PRId64, key->int_min,
+                 key->int_max);
+        break;
+    case AP_VALUE_UINT64:
+        snprintf(out, out_size, "an integer from 0 to %" PRIu64, UINT64_MAX);
+        break;
+    case AP_VALUE_DOUBLE:
+    case AP_VALUE_FLOAT_LIST:
+        describe_real(key, out, out_size);
+        break;
+    case AP_VALUE_BOOL:
+        snprintf(out, out_size, "true or false");
+        break;
+    case AP_VALUE_STRING:
+        ap_config_key_describe_string(key, key->size, out, out_size);
+        break;
+    case AP_VALUE_STRING_LIST:
+        ap_config_key_describe_string(key, key->item_size, out, out_size);
+        break;
+    case AP_VALUE_CHOICE:
+    case AP_VALUE_ENUM:
+        describe_choices(key, ", ", choices, sizeof(choices));
+        snprintf(out, out_size, "one of %s", choices);
+        break;
+    }
+}
+
+void ap_config_key_describe(const ap_config_key *key, char *out, size_t out_size)
+{
+    char item[256];
+    ap_config_key_describe_value(key, item, sizeof(item));
+    if (key->type == AP_VALUE_FLOAT_LIST)
+        snprintf(out, out_size, "a list of exactly %d items, each %s", key->max_items, item);
+    else if (ap_config_key_is_list(key))
+        snprintf(out, out_size, "a list of at most %d items, each %s", key->max_items, item);
+    else
+        snprintf(out, out_size, "%s", item);
+}
+
+static void describe_short_value(const ap_config_key *key, char *out, size_t out_size)
+{
+    char low[32], high[32];
+    switch (key->type) {
+    case AP_VALUE_INT:
+    case AP_VALUE_INT64:
+    case AP_VALUE_INT_LIST:
+        snprintf(out, out_size, "[%" PRId64 ", %" PRId64 "]", key->int_min, key->int_max);
+        break;
+    case AP_VALUE_UINT64:
+        snprintf(out, out_size, "[0, 2^64-1]");
+        break;
+    case AP_VALUE_DOUBLE:
+    case AP_VALUE_FLOAT_LIST:
+        ap_config_format_double(key->real_min, low, sizeof(low));
+        ap_config_format_double(key->real_max, high, sizeof(high));
+        snprintf(out, out_size, "%s%s, %s%s", (key->flags & AP_KEY_MIN_EXCLUSIVE) ? "(" : "[", low,
+                 high, (key->flags & AP_KEY_MAX_EXCLUSIVE) ? ")" : "]");
+        break;
+    case AP_VALUE_BOOL:
+        snprintf(out, out_size, "true|false");
+        break;
+    case AP_VALUE_STRING:
+    case AP_VALUE_STRING_LIST:
+        snprintf(out, out_size, "%s<= %zu chars", (key->flags & AP_KEY_NAME) ? "name, " : "",
+                 (key->type == AP_VALUE_STRING ? key->size : key->item_size) - 1);
+        break;
+    case AP_VALUE_CHOICE:
+    case AP_VALUE_ENUM:
+        describe_choices(key, "|", out, out_size);
+        break;
+    }
+}
+
+void ap_config_key_describe_short(const ap_config_key *key, char *out, size_t out_size)
+{
+    char item[128];
+    describe_short_value(key, item, sizeof(item));
+    if (key->type == AP_VALUE_FLOAT_LIST)
+        snprintf(out, out_size, "%d x %s", key->max_items, item);
+    else if (ap_config_key_is_list(key))
+        snprintf(out, out_size, "<= %d x %s", key->max_items, item);
+    else
+        snprintf(out, out_size, "%s", item);
+}
+
+const char *ap_config_key_type_name(const ap_config_key *key)
+{
+    switch (key->type) {
+    case AP_VALUE_INT:
+        return "int";
+    case AP_VALUE_INT64:
+        return "int64";
+    case AP_VALUE_UINT64:
+        return "uint64";
+    case AP_VALUE_DOUBLE:
+        return "double";
+    case AP_VALUE_BOOL:
+        return "bool";
+    case AP_VALUE_STRING:
+        return "string";
+    case AP_VALUE_CHOICE:
+    case AP_VALUE_ENUM:
+        return "enum";
+    case AP_VALUE_FLOAT_LIST:
+        return "float[3]";
+    case AP_VALUE_STRING_LIST:
+        return "string list";
+    case AP_VALUE_INT_LIST:
+        return "int list";
+    }
+    return "unknown";
+}
