@@ -11,8 +11,9 @@
 typedef enum { AP_SPLIT_TRAIN = 0, AP_SPLIT_VAL = 1, AP_SPLIT_TEST = 2 } ap_split_part;
 
 /* Assign each manifest row to a part. All rows of a group land in the same
- * part. Groups are placed so each part's share of positives per label is
- * close to its fraction. The same manifest and seed give the same result.
+ * part. Groups are placed so each part's share of the images and of the
+ * positives of each label is close to its fraction. The same manifest and
+ * seed give the same result, whatever the row order of the manifest.
  * assignment has row_count entries. Fails when there are too few groups to
  * give every non-zero fraction at least one group. */
 ap_status ap_split_assign(const ap_manifest *manifest, double val_fraction, double test_fraction,
