@@ -28,7 +28,9 @@ typedef struct {
 ap_status ap_error_set(ap_error *err, ap_status code, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefix err's message with more context, for example the file being read. */
+/* Prefix err's message with more context, for example the file being read.
+ * Returns err->code, or AP_OK when err is NULL: callers that return the
+ * result must pass a non-NULL err. */
 ap_status ap_error_prefix(ap_error *err, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
