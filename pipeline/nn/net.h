@@ -11,8 +11,9 @@
  *   stem: conv(k x k, stride s) -> batch norm -> ReLU -> max pool 3x3 stride 2
  *   stages: each stage has `blocks` basic residual blocks
  *     (conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU);
- *     the first block of every stage after the first has stride 2, and its
- *     shortcut is conv1x1 stride 2 -> BN when the shape changes
+ *     the first block of every stage after the first has stride 2; a block's
+ *     shortcut is conv1x1 (with the block's stride) -> BN when the stride or
+ *     the channel count changes, and the block's input otherwise
  *   head: global average pooling -> dropout -> dense layer, one logit per label
  * Master parameters are plain float arrays in PyTorch layouts (OIHW conv
  * weights, [out, in] dense weights) so checkpoints read the same anywhere. */
@@ -45,16 +46,19 @@ typedef struct {
     ap_tensor_role role;
     int ndim;
     int64_t shape[4];
-    size_t size;  /* element count */
-    float *data;  /* owned by the network */
-    float *grad;  /* NULL for AP_TENSOR_STATE; written by ap_net_backward */
+    size_t size; /* element count */
+    float *data; /* owned by the network */
+    float *grad; /* NULL for AP_TENSOR_STATE; written by ap_net_backward */
 } ap_net_tensor;
 
 typedef struct ap_net ap_net;
 
-/* Build the network for a fixed batch size with threads OpenMP threads and
- * initialise weights (He normal for convolutions, PyTorch-style uniform for
- * the dense layer, BN scale 1 and shift 0) from seed. */
+/* Build the network for a fixed batch size and initialise weights (He normal
+ * for convolutions, PyTorch-style uniform for the dense layer, BN scale 1 and
+ * shift 0) from seed. oneDNN and the C loops use OpenMP: set the thread count
+ * (omp_set_num_threads) before this call, since primitives plan their work
+ * for the thread count they see when they are created. Results are
+ * bit-identical across runs with the same thread count. */
 ap_status ap_net_create(const ap_net_spec *spec, int batch, uint64_t seed, ap_net **out,
                         ap_error *err);
 void ap_net_destroy(ap_net *net);
@@ -69,12 +73,18 @@ int ap_net_batch(const ap_net *net);
 /* Forward a batch of exactly ap_net_batch images (float NCHW) into logits
  * (batch x label_count). Training mode uses batch statistics, updates the
  * running statistics (momentum 0.1) and applies dropout keyed by
- * (dropout_seed, dropout_stream); inference uses the running statistics. */
+ * (dropout_seed, dropout_stream); inference uses the running statistics.
+ * The network keeps its own copy of input, so the caller may reuse it. */
 ap_status ap_net_forward(ap_net *net, const float *input, bool training, uint64_t dropout_seed,
                          uint64_t dropout_stream, float *logits, ap_error *err);
 
 /* Backward from d_logits after a training forward; sets every grad. */
 ap_status ap_net_backward(ap_net *net, const float *d_logits, ap_error *err);
+
+/* Set d_input (batch x in_channels x height x width, NCHW) to the gradient
+ * of the loss with respect to the input of the last training forward, after
+ * ap_net_backward. Training does not need it, so backward skips it. */
+ap_status ap_net_input_grad(ap_net *net, float *d_input, ap_error *err);
 
 /* Floating-point operations of one training step (forward and backward)
  * and of one inference forward, per image, for throughput figures. */
