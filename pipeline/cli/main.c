@@ -1,5 +1,56 @@
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#include "pipeline/cli/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"train", ap_cmd_train, "train a model on a dataset (CPU)"},
+    {"config", ap_cmd_config, "list config keys or print a resolved config"},
+};
+
+#define SUBCOMMAND_COUNT (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static void print_usage(FILE *out)
 {
-    return 0;
+    fprintf(out, "usage: apiary COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++)
+        fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "\nRun apiary COMMAND --help for the options of a command.\n"
+                 "\nexit codes:\n"
+                 "  0  success\n"
+                 "  1  runtime failure (compute backend, memory)\n"
+                 "  2  invalid command line or config\n"
+                 "  3  the validation gate rejected the model\n"
+                 "  4  invalid input data (manifest, images, split)\n"
+                 "  5  file system or network failure\n"
+                 "  6  stopped by SIGTERM or SIGINT after saving a checkpoint\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return AP_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return AP_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("apiary %s (%s)\n", APIARY_VERSION, APIARY_GIT_COMMIT);
+        return AP_EXIT_OK;
+    }
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0)
+            return subcommands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "apiary: unknown command %s\n\n", argv[1]);
+    print_usage(stderr);
+    return AP_EXIT_USAGE;
 }

@@ -32,7 +32,7 @@ typedef struct {
     char *name;
     int ndim;
     int64_t shape[AP_ST_MAX_DIMS];
-    size_t size;
+    size_t size; /* element count, the product of the shape */
     float *data;
 } ap_st_loaded;
 

@@ -1,0 +1,49 @@
+#include <stdio.h>
+
+#include "pipeline/cli/cli.h"
+#include "pipeline/common/log.h"
+#include "pipeline/train/trainer.h"
+
+static void print_train_help(void)
+{
+    puts("usage: apiary train -c CONFIG [--set KEY=VALUE]... [--resume]\n"
+         "\n"
+         "Train the configured network on the configured dataset. Outputs go to\n"
+         "OUTPUT_DIR/RUN_NAME: config.yaml, split.csv, data_report.json,\n"
+         "checkpoint.safetensors, model.safetensors, model_card.json,\n"
+         "train_log.jsonl and complete.json when training finished.\n"
+         "\n"
+         "  -c, --config FILE   YAML config (see configs/local.yaml)\n"
+         "  --set KEY=VALUE     override one config key, e.g. --set train.epochs=3\n"
+         "  --resume            continue from the run's checkpoint when it has one;\n"
+         "                      a finished run is left as it is\n"
+         "  -h, --help          show this help\n"
+         "\n"
+         "SIGTERM or SIGINT saves a checkpoint and exits with code 6.");
+}
+
+int ap_cmd_train(int argc, char **argv)
+{
+    ap_cli_options options;
+    if (!ap_cli_parse(argc, argv, true, &options))
+        return AP_EXIT_USAGE;
+    if (options.help) {
+        print_train_help();
+        return AP_EXIT_OK;
+    }
+    static ap_config cfg;
+    if (!ap_cli_load_config(&options, &cfg))
+        return AP_EXIT_USAGE;
+
+    ap_train_request request = {
+        .cfg = &cfg,
+        .resume = options.resume,
+        .stop_requested = ap_cli_install_stop_handler(),
+    };
+    ap_train_outcome outcome;
+    ap_error err = {0};
+    if (ap_train(&request, &outcome, &err) != AP_OK)
+        return ap_cli_report("train", &err);
+    printf("%s\n", outcome.model_path);
+    return AP_EXIT_OK;
+}

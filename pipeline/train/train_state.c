@@ -1,0 +1,188 @@
+#include "pipeline/train/train_state.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOMENT_PREFIX_FIRST  "optimizer.first_moment."
+#define MOMENT_PREFIX_SECOND "optimizer.second_moment."
+
+typedef struct {
+    ap_st_tensor *tensors;
+    char (*names)[AP_PARAM_NAME_MAX + 32];
+    size_t count;
+} tensor_list;
+
+static void describe(ap_st_tensor *out, const char *name, const ap_net_tensor *tensor,
+                     const float *data)
+{
+    out->name = name;
+    out->ndim = tensor->ndim;
+    for (int d = 0; d < tensor->ndim; d++)
+        out->shape[d] = tensor->shape[d];
+    out->data = data;
+}
+
+static ap_status collect_tensors(ap_net *net, const ap_optimizer *opt, tensor_list *list,
+                                 ap_error *err)
+{
+    size_t count = ap_net_tensor_count(net);
+    size_t capacity = opt != NULL ? 3 * count : count;
+    list->tensors = calloc(capacity, sizeof(*list->tensors));
+    list->names = calloc(capacity, sizeof(*list->names));
+    list->count = 0;
+    if (list->tensors == NULL || list->names == NULL)
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate the checkpoint tensor list");
+
+    for (size_t i = 0; i < count; i++) {
+        ap_net_tensor *tensor = ap_net_tensor_at(net, i);
+        snprintf(list->names[list->count], sizeof(list->names[0]), "%s", tensor->name);
+        describe(&list->tensors[list->count], list->names[list->count], tensor, tensor->data);
+        list->count++;
+    }
+    if (opt == NULL)
+        return AP_OK;
+    for (size_t i = 0; i < count; i++) {
+        ap_net_tensor *tensor = ap_net_tensor_at(net, i);
+        if (tensor->role == AP_TENSOR_STATE)
+            continue;
+        snprintf(list->names[list->count], sizeof(list->names[0]), MOMENT_PREFIX_FIRST "%s",
+                 tensor->name);
+        describe(&list->tensors[list->count], list->names[list->count], tensor,
+                 opt->first_moment[i]);
+        list->count++;
+        snprintf(list->names[list->count], sizeof(list->names[0]), MOMENT_PREFIX_SECOND "%s",
+                 tensor->name);
+        describe(&list->tensors[list->count], list->names[list->count], tensor,
+                 opt->second_moment[i]);
+        list->count++;
+    }
+    return AP_OK;
+}
+
+ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer *opt,
+                              const ap_train_position *position, const ap_st_meta *extra,
+                              size_t extra_count, ap_error *err)
+{
+    tensor_list list = {0};
+    ap_st_meta *meta = calloc(extra_count + 6, sizeof(*meta));
+    char numbers[5][32];
+    ap_status status = collect_tensors(net, opt, &list, err);
+    if (status == AP_OK && meta == NULL)
+        status = ap_error_set(err, AP_ERR_NOMEM, "cannot allocate checkpoint metadata");
+    if (status != AP_OK)
+        goto cleanup;
+
+    size_t meta_count = 0;
+    meta[meta_count++] = (ap_st_meta){"format", opt != NULL ? "apiary-checkpoint" : "apiary-model"};
+    if (opt != NULL && position != NULL) {
+        snprintf(numbers[0], sizeof(numbers[0]), "%ld", position->epoch);
+        snprintf(numbers[1], sizeof(numbers[1]), "%ld", position->step_in_epoch);
+        snprintf(numbers[2], sizeof(numbers[2]), "%ld", position->global_step);
+        snprintf(numbers[3], sizeof(numbers[3]), "%ld", opt->step);
+        meta[meta_count++] = (ap_st_meta){"epoch", numbers[0]};
+        meta[meta_count++] = (ap_st_meta){"step_in_epoch", numbers[1]};
+        meta[meta_count++] = (ap_st_meta){"global_step", numbers[2]};
+        meta[meta_count++] = (ap_st_meta){"optimizer_step", numbers[3]};
+        meta[meta_count++] = (ap_st_meta){"config_sha256", position->config_hash};
+    }
+    for (size_t i = 0; i < extra_count; i++)
+        meta[meta_count++] = extra[i];
+    status = ap_safetensors_write(path, list.tensors, list.count, meta, meta_count, err);
+
+cleanup:
+    free(list.tensors);
+    free(list.names);
+    free(meta);
+    return status;
+}
+
+static ap_status copy_tensor(const ap_st_file *file, const char *path, const char *name,
+                             const ap_net_tensor *tensor, float *dst, ap_error *err)
+{
+    const ap_st_loaded *loaded = ap_st_find(file, name);
+    if (loaded == NULL)
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s has no tensor %s; it was saved by a different network "
+                            "(check model.* settings)",
+                            path, name);
+    int same = loaded->ndim == tensor->ndim;
+    for (int d = 0; same && d < tensor->ndim; d++)
+        same = loaded->shape[d] == tensor->shape[d];
+    if (!same || loaded->size != tensor->size)
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s: tensor %s has a different shape than the network expects "
+                            "(check model.* and data.labels settings)",
+                            path, name);
+    memcpy(dst, loaded->data, tensor->size * sizeof(float));
+    return AP_OK;
+}
+
+static ap_status parse_long_meta(const ap_st_file *file, const char *path, const char *key,
+                                 long *out, ap_error *err)
+{
+    const char *text = ap_st_meta_get(file, key);
+    char *end = NULL;
+    errno = 0;
+    long value = text != NULL ? strtol(text, &end, 10) : 0;
+    if (text == NULL || end == text || *end != '\0' || errno != 0 || value < 0)
+        return ap_error_set(err, AP_ERR_FORMAT, "%s: metadata %s is missing or not a count",
+                            path, key);
+    *out = value;
+    return AP_OK;
+}
+
+static ap_status load_position(const ap_st_file *file, const char *path, ap_optimizer *opt,
+                               ap_train_position *position, ap_error *err)
+{
+    const char *format = ap_st_meta_get(file, "format");
+    if (format == NULL || strcmp(format, "apiary-checkpoint") != 0)
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s is not a training checkpoint (format %s); resume needs the "
+                            "checkpoint.safetensors of a run",
+                            path, format ? format : "missing");
+    ap_status status = parse_long_meta(file, path, "epoch", &position->epoch, err);
+    if (status == AP_OK)
+        status = parse_long_meta(file, path, "step_in_epoch", &position->step_in_epoch, err);
+    if (status == AP_OK)
+        status = parse_long_meta(file, path, "global_step", &position->global_step, err);
+    if (status == AP_OK)
+        status = parse_long_meta(file, path, "optimizer_step", &opt->step, err);
+    if (status != AP_OK)
+        return status;
+    const char *hash = ap_st_meta_get(file, "config_sha256");
+    snprintf(position->config_hash, sizeof(position->config_hash), "%s", hash ? hash : "");
+    return AP_OK;
+}
+
+ap_status ap_train_state_load(const char *path, ap_net *net, ap_optimizer *opt,
+                              ap_train_position *position, ap_error *err)
+{
+    ap_st_file file = {0};
+    ap_status status = ap_safetensors_read(path, &file, err);
+    if (status != AP_OK)
+        return status;
+
+    char name[AP_PARAM_NAME_MAX + 32];
+    size_t count = ap_net_tensor_count(net);
+    for (size_t i = 0; i < count && status == AP_OK; i++) {
+        ap_net_tensor *tensor = ap_net_tensor_at(net, i);
+        status = copy_tensor(&file, path, tensor->name, tensor, tensor->data, err);
+    }
+    if (status == AP_OK && opt != NULL && position != NULL)
+        status = load_position(&file, path, opt, position, err);
+    for (size_t i = 0; i < count && status == AP_OK && opt != NULL; i++) {
+        ap_net_tensor *tensor = ap_net_tensor_at(net, i);
+        if (tensor->role == AP_TENSOR_STATE)
+            continue;
+        snprintf(name, sizeof(name), MOMENT_PREFIX_FIRST "%s", tensor->name);
+        status = copy_tensor(&file, path, name, tensor, opt->first_moment[i], err);
+        if (status != AP_OK)
+            break;
+        snprintf(name, sizeof(name), MOMENT_PREFIX_SECOND "%s", tensor->name);
+        status = copy_tensor(&file, path, name, tensor, opt->second_moment[i], err);
+    }
+    ap_st_file_free(&file);
+    return status;
+}

@@ -1,0 +1,565 @@
+#include "pipeline/train/trainer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "kernels/cpu/bce_loss.h"
+#include "kernels/cpu/preprocess.h"
+#include "kernels/cpu/rng.h"
+#include "pipeline/common/fsutil.h"
+#include "pipeline/common/log.h"
+#include "pipeline/eval/confusion.h"
+#include "pipeline/train/model_card.h"
+#include "pipeline/train/predict.h"
+#include "pipeline/train/run_data.h"
+#include "pipeline/train/schedule.h"
+#include "pipeline/train/train_state.h"
+
+/* Random streams: each use of the seed draws from its own stream. */
+#define STREAM_SHUFFLE 0x5348554646000000ULL
+#define STREAM_AUGMENT 0x4155474d00000000ULL
+#define STREAM_DROPOUT 0x44524f5000000000ULL
+#define STREAM_INIT    0x494e495400000000ULL
+
+/* Positive weights from label frequencies are capped so a label with very
+ * few positives cannot dominate the loss. */
+#define POS_WEIGHT_MAX 50.0f
+
+#define COMPLETE_MARKER "complete.json"
+
+typedef struct {
+    const ap_config *cfg;
+    const ap_train_request *request;
+    char run_dir[AP_PATH_MAX];
+    ap_run_data data;
+    ap_net_spec spec;
+    ap_net *net;
+    ap_optimizer opt;
+    ap_train_position position;
+    float pos_weight[AP_MAX_LABELS];
+    long steps_per_epoch;
+    long total_steps;
+    long warmup_steps;
+    int batch;
+    size_t *permutation;
+    uint8_t *raw;
+    float *input;
+    float *logits;
+    float *d_logits;
+    int8_t *targets;
+    ap_augment_params *augment;
+    FILE *log_file;
+    double train_seconds;
+    long train_images;
+    json_t *last_val_metrics;
+} trainer;
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+ap_status ap_run_dir(const ap_config *cfg, char *out, size_t out_size, ap_error *err)
+{
+    return ap_path_join(out, out_size, cfg->output_dir, cfg->run_name, err);
+}
+
+static void run_path(const trainer *t, const char *name, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/%s", t->run_dir, name);
+}
+
+/* Hash of the settings that shape the trained weights; threads, logging and
+ * checkpoint frequency are left out so a resumed run may change them. */
+static void compute_config_hash(const ap_config *cfg, char hex[65])
+{
+    ap_config copy = *cfg;
+    copy.train.threads = 0;
+    copy.train.log_every = 1;
+    copy.train.checkpoint_every = 1;
+    copy.train.epochs = 1;
+    memset(copy.source_path, 0, sizeof(copy.source_path));
+    memset(copy.log_level, 0, sizeof(copy.log_level));
+    memset(copy.output_dir, 0, sizeof(copy.output_dir));
+    char *yaml = ap_config_to_yaml(&copy);
+    ap_sha256_hex(yaml ? yaml : "", yaml ? strlen(yaml) : 0, hex);
+    free(yaml);
+}
+
+static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
+{
+    char path[AP_PATH_MAX + 64];
+    run_path(t, COMPLETE_MARKER, path, sizeof(path));
+    *complete = ap_path_exists(path);
+    run_path(t, "checkpoint.safetensors", path, sizeof(path));
+    *has_checkpoint = ap_path_exists(path);
+    if ((*has_checkpoint || *complete) && !t->request->resume)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "run folder %s already holds a %s run; pass --resume to continue "
+                            "it, or choose another run_name (--set run_name=NAME)",
+                            t->run_dir, *complete ? "finished" : "started");
+    return AP_OK;
+}
+
+static ap_status write_config_copy(const trainer *t, ap_error *err)
+{
+    char path[AP_PATH_MAX + 64];
+    run_path(t, "config.yaml", path, sizeof(path));
+    char *yaml = ap_config_to_yaml(t->cfg);
+    if (yaml == NULL)
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot encode the config for %s", path);
+    ap_status status = ap_write_atomic(path, yaml, strlen(yaml), err);
+    free(yaml);
+    return status;
+}
+
+static void compute_pos_weights(trainer *t)
+{
+    for (int label = 0; label < t->cfg->data.label_count; label++) {
+        long pos, neg, unknown;
+        ap_run_data_label_counts(&t->data, AP_SPLIT_TRAIN, label, &pos, &neg, &unknown);
+        float weight = 1.0f;
+        if (t->cfg->train.pos_weight == AP_POS_WEIGHT_AUTO && pos > 0)
+            weight = fminf((float)neg / (float)pos, POS_WEIGHT_MAX);
+        if (weight <= 0.0f)
+            weight = 1.0f;
+        t->pos_weight[label] = weight;
+    }
+}
+
+static ap_status allocate_step_buffers(trainer *t, ap_error *err)
+{
+    size_t batch = (size_t)t->batch;
+    size_t pixels = (size_t)t->cfg->data.width * (size_t)t->cfg->data.height * 3;
+    size_t labels = (size_t)t->cfg->data.label_count;
+    t->permutation = malloc(t->data.part_count[AP_SPLIT_TRAIN] * sizeof(size_t));
+    t->raw = malloc(batch * pixels);
+    t->input = malloc(batch * pixels * sizeof(float));
+    t->logits = malloc(batch * labels * sizeof(float));
+    t->d_logits = malloc(batch * labels * sizeof(float));
+    t->targets = malloc(batch * labels);
+    t->augment = malloc(batch * sizeof(ap_augment_params));
+    if (!t->permutation || !t->raw || !t->input || !t->logits || !t->d_logits || !t->targets ||
+        !t->augment)
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate training buffers for batch %zu",
+                            batch);
+    return AP_OK;
+}
+
+static void shuffle_epoch(trainer *t, long epoch)
+{
+    size_t count = t->data.part_count[AP_SPLIT_TRAIN];
+    memcpy(t->permutation, t->data.part_images[AP_SPLIT_TRAIN], count * sizeof(size_t));
+    for (size_t i = count - 1; i > 0; i--) {
+        size_t j = ap_rng_u64(t->cfg->seed, STREAM_SHUFFLE + (uint64_t)epoch, i) % (i + 1);
+        size_t swap = t->permutation[i];
+        t->permutation[i] = t->permutation[j];
+        t->permutation[j] = swap;
+    }
+}
+
+static ap_status train_step(trainer *t, long step_in_epoch, float *loss, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    const size_t *indices = t->permutation + (size_t)step_in_epoch * (size_t)t->batch;
+    uint64_t step = (uint64_t)t->position.global_step;
+
+    ap_gather_images(&t->data.images, indices, (size_t)t->batch, t->raw);
+    ap_gather_labels(&t->data.images, indices, (size_t)t->batch, t->targets);
+    ap_augment_params *augment = NULL;
+    if (cfg->train.augment) {
+        ap_augment_draw(cfg->seed ^ STREAM_AUGMENT, step, t->batch, 1,
+                        (float)cfg->train.brightness, (float)cfg->train.contrast, t->augment);
+        augment = t->augment;
+    }
+    ap_cpu_preprocess(t->raw, t->batch, cfg->data.height, cfg->data.width, augment,
+                      cfg->data.mean, cfg->data.std, t->input);
+
+    ap_status status = ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT, step,
+                                      t->logits, err);
+    if (status != AP_OK)
+        return status;
+    *loss = ap_cpu_bce_loss(t->logits, t->targets, t->pos_weight, t->batch,
+                            cfg->data.label_count, t->d_logits);
+    if (!isfinite(*loss))
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "training diverged at step %ld (loss %g); lower train.learning_rate "
+                            "or raise train.warmup_epochs",
+                            t->position.global_step, (double)*loss);
+    status = ap_net_backward(t->net, t->d_logits, err);
+    if (status != AP_OK)
+        return status;
+
+    double lr = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
+                              cfg->train.learning_rate, cfg->train.min_learning_rate);
+    ap_optimizer_step(&t->opt, t->net, lr, cfg->train.weight_decay, cfg->train.beta1,
+                      cfg->train.beta2, cfg->train.epsilon);
+    return AP_OK;
+}
+
+/* A JSON number, or null for an undefined (NAN) metric, which JSON cannot hold. */
+static json_t *json_number_or_null(double value)
+{
+    return isfinite(value) ? json_real(value) : json_null();
+}
+
+/* Evaluate one split: mean masked loss and per-label metrics at 0.5. */
+static ap_status evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
+                          ap_error *err)
+{
+    size_t count = t->data.part_count[part];
+    size_t labels = (size_t)t->cfg->data.label_count;
+    float *logits = malloc(count * labels * sizeof(float));
+    int8_t *targets = malloc(count * labels);
+    if (logits == NULL || targets == NULL) {
+        free(logits);
+        free(targets);
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate evaluation buffers");
+    }
+    ap_status status = ap_predict_logits(t->net, &t->data.images, t->data.part_images[part],
+                                         count, t->cfg->data.mean, t->cfg->data.std, logits, err);
+    if (status == AP_OK) {
+        ap_gather_labels(&t->data.images, t->data.part_images[part], count, targets);
+        *loss = ap_cpu_bce_loss(logits, targets, t->pos_weight, (int)count, (int)labels, NULL);
+        ap_sigmoid_inplace(logits, count * labels);
+        *metrics = json_object();
+        for (size_t label = 0; label < labels; label++) {
+            ap_confusion c;
+            ap_confusion_count(logits, targets, count, (int)labels, (int)label, 0.5f, &c);
+            json_object_set_new(
+                *metrics, t->cfg->data.labels[label],
+                json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "accuracy",
+                          json_number_or_null(ap_confusion_accuracy(&c)), "precision",
+                          json_number_or_null(ap_confusion_precision(&c)), "recall",
+                          json_number_or_null(ap_confusion_recall(&c)), "f1",
+                          json_number_or_null(ap_confusion_f1(&c)), "positives",
+                          (json_int_t)(c.true_positive + c.false_negative), "negatives",
+                          (json_int_t)(c.true_negative + c.false_positive)));
+        }
+    }
+    free(logits);
+    free(targets);
+    return status;
+}
+
+static void write_log_line(trainer *t, json_t *line)
+{
+    if (t->log_file == NULL)
+        return;
+    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (text != NULL) {
+        fprintf(t->log_file, "%s\n", text);
+        fflush(t->log_file);
+        free(text);
+    }
+}
+
+/* A metric of a per-label object, NAN when it is null (undefined). */
+static double json_metric(const json_t *metrics, const char *name)
+{
+    const json_t *value = json_object_get(metrics, name);
+    return json_is_number(value) ? json_number_value(value) : NAN;
+}
+
+static void log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
+                      double images_per_second)
+{
+    char line[1024];
+    int used = snprintf(line, sizeof(line), "epoch %ld/%d train_loss %.4f val_loss %.4f",
+                        t->position.epoch, t->cfg->train.epochs, train_loss, val_loss);
+    const char *label;
+    json_t *value;
+    json_object_foreach(metrics, label, value)
+    {
+        if (used >= (int)sizeof(line))
+            break;
+        used += snprintf(line + used, sizeof(line) - (size_t)used,
+                         " | %s acc %.3f rec %.3f prec %.3f", label,
+                         json_metric(value, "accuracy"), json_metric(value, "recall"),
+                         json_metric(value, "precision"));
+    }
+    AP_INFO("%s", line);
+    json_t *entry = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
+                              (json_int_t)t->position.epoch, "step",
+                              (json_int_t)t->position.global_step, "train_loss", train_loss,
+                              "val_loss", val_loss, "images_per_second", images_per_second,
+                              "val", metrics);
+    write_log_line(t, entry);
+    json_decref(entry);
+}
+
+static ap_status save_checkpoint(trainer *t, ap_error *err)
+{
+    char path[AP_PATH_MAX + 64];
+    run_path(t, "checkpoint.safetensors", path, sizeof(path));
+    return ap_train_state_save(path, t->net, &t->opt, &t->position, NULL, 0, err);
+}
+
+static void log_step(trainer *t, float loss, double lr, double images_per_second)
+{
+    AP_INFO("epoch %ld step %ld loss %.4f lr %.3e images/s %.1f", t->position.epoch + 1,
+            t->position.global_step, (double)loss, lr, images_per_second);
+    json_t *entry = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
+                              (json_int_t)(t->position.epoch + 1), "step",
+                              (json_int_t)t->position.global_step, "loss", (double)loss, "lr",
+                              lr, "images_per_second", images_per_second);
+    write_log_line(t, entry);
+    json_decref(entry);
+}
+
+/* Train the rest of the current epoch; returns AP_ERR_INTERRUPTED after
+ * saving a checkpoint when a stop was requested. */
+static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_second,
+                           ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    shuffle_epoch(t, t->position.epoch);
+    double loss_sum = 0.0, window_start = now_seconds(), epoch_start = window_start;
+    long window_steps = 0, epoch_steps = 0;
+    while (t->position.step_in_epoch < t->steps_per_epoch) {
+        float loss = 0.0f;
+        ap_status status = train_step(t, t->position.step_in_epoch, &loss, err);
+        if (status != AP_OK)
+            return status;
+        t->position.step_in_epoch++;
+        t->position.global_step++;
+        loss_sum += loss;
+        window_steps++;
+        epoch_steps++;
+        if (t->position.global_step % cfg->train.log_every == 0) {
+            double now = now_seconds();
+            double lr = ap_lr_at_step(t->position.global_step - 1, t->warmup_steps,
+                                      t->total_steps, cfg->train.learning_rate,
+                                      cfg->train.min_learning_rate);
+            log_step(t, loss, lr, (double)(window_steps * t->batch) / (now - window_start));
+            window_start = now;
+            window_steps = 0;
+        }
+        if (t->request->stop_requested != NULL && *t->request->stop_requested) {
+            status = save_checkpoint(t, err);
+            if (status != AP_OK)
+                return status;
+            return ap_error_set(err, AP_ERR_INTERRUPTED,
+                                "stopped by a signal at epoch %ld step %ld; the checkpoint in "
+                                "%s is saved, rerun with --resume to continue",
+                                t->position.epoch + 1, t->position.global_step, t->run_dir);
+        }
+    }
+    double seconds = now_seconds() - epoch_start;
+    t->train_seconds += seconds;
+    t->train_images += epoch_steps * t->batch;
+    *mean_loss = epoch_steps > 0 ? loss_sum / (double)epoch_steps : NAN;
+    *images_per_second = seconds > 0 ? (double)(epoch_steps * t->batch) / seconds : 0.0;
+    return AP_OK;
+}
+
+static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_error *err)
+{
+    /* A run resumed after its last epoch has not evaluated in this process. */
+    if (t->last_val_metrics == NULL) {
+        double val_loss = 0.0;
+        ap_status status = evaluate(t, AP_SPLIT_VAL, &val_loss, &t->last_val_metrics, err);
+        if (status != AP_OK)
+            return status;
+    }
+    ap_status status = ap_train_state_save(outcome->model_path, t->net, NULL, NULL, NULL, 0, err);
+    char weights_hash[65];
+    if (status == AP_OK)
+        status = ap_sha256_file(outcome->model_path, weights_hash, err);
+    if (status != AP_OK)
+        return status;
+
+    ap_model_card_info info = {
+        .cfg = t->cfg,
+        .spec = &t->spec,
+        .param_total = ap_net_param_total(t->net),
+        .data = &t->data,
+        .weights_file = "model.safetensors",
+        .weights_sha256 = weights_hash,
+        .epochs = t->position.epoch,
+        .steps = t->position.global_step,
+        .images_per_second = outcome->images_per_second,
+        .validation_metrics = t->last_val_metrics,
+    };
+    status = ap_model_card_write(outcome->card_path, &info, err);
+    if (status != AP_OK)
+        return status;
+
+    /* The marker comes last, after the weights and card are durable. */
+    char path[AP_PATH_MAX + 64], text[256];
+    run_path(t, COMPLETE_MARKER, path, sizeof(path));
+    int length = snprintf(text, sizeof(text), "{\"epochs\": %ld, \"steps\": %ld, \"weights_sha256\": \"%s\"}\n",
+                          t->position.epoch, t->position.global_step, weights_hash);
+    return ap_write_atomic(path, text, (size_t)length, err);
+}
+
+static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err)
+{
+    char expected_hash[65];
+    compute_config_hash(t->cfg, expected_hash);
+    memset(&t->position, 0, sizeof(t->position));
+    memcpy(t->position.config_hash, expected_hash, sizeof(expected_hash));
+    if (!has_checkpoint)
+        return AP_OK;
+
+    char path[AP_PATH_MAX + 64];
+    run_path(t, "checkpoint.safetensors", path, sizeof(path));
+    ap_status status = ap_train_state_load(path, t->net, &t->opt, &t->position, err);
+    if (status != AP_OK)
+        return status;
+    if (strcmp(t->position.config_hash, expected_hash) != 0)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "%s was written with different settings than %s; resume with the "
+                            "config of that run (saved as %s/config.yaml) or choose another "
+                            "run_name",
+                            path, t->cfg->source_path, t->run_dir);
+    AP_INFO("resuming from %s at epoch %ld step %ld", path, t->position.epoch + 1,
+            t->position.global_step);
+    return AP_OK;
+}
+
+static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    char path[AP_PATH_MAX + 64];
+    ap_status status = write_config_copy(t, err);
+    if (status == AP_OK)
+        status = ap_run_data_prepare(cfg, t->run_dir, &t->data, err);
+    if (status != AP_OK)
+        return status;
+    ap_run_data_log_summary(&t->data);
+    run_path(t, "data_report.json", path, sizeof(path));
+    status = ap_run_data_write_report(&t->data, path, err);
+    if (status != AP_OK)
+        return status;
+
+    t->batch = cfg->train.batch_size;
+    t->steps_per_epoch = (long)(t->data.part_count[AP_SPLIT_TRAIN] / (size_t)t->batch);
+    if (t->steps_per_epoch == 0)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "train.batch_size %d is larger than the %zu training images; lower "
+                            "it",
+                            t->batch, t->data.part_count[AP_SPLIT_TRAIN]);
+    t->total_steps = t->steps_per_epoch * cfg->train.epochs;
+    t->warmup_steps = (long)lround(cfg->train.warmup_epochs * (double)t->steps_per_epoch);
+    compute_pos_weights(t);
+
+    ap_net_spec_from_config(cfg, &t->spec);
+    status = ap_net_create(&t->spec, t->batch, cfg->seed ^ STREAM_INIT, &t->net, err);
+    if (status == AP_OK)
+        status = ap_optimizer_init(&t->opt, t->net, err);
+    if (status == AP_OK)
+        status = allocate_step_buffers(t, err);
+    if (status == AP_OK)
+        status = restore_or_start(t, has_checkpoint, err);
+    if (status != AP_OK)
+        return status;
+
+    AP_INFO("model: %zu parameters, %.1f MFLOP per training image, batch %d, %ld steps per "
+            "epoch, %d threads",
+            ap_net_param_total(t->net), ap_net_flops_per_image(t->net, true) / 1e6, t->batch,
+            t->steps_per_epoch, omp_get_max_threads());
+    for (int label = 0; label < cfg->data.label_count; label++)
+        AP_DEBUG("positive weight %s %.3f", cfg->data.labels[label], (double)t->pos_weight[label]);
+
+    run_path(t, "train_log.jsonl", path, sizeof(path));
+    t->log_file = fopen(path, "a");
+    if (t->log_file == NULL)
+        return ap_error_set(err, AP_ERR_IO, "cannot open %s for writing", path);
+    return AP_OK;
+}
+
+static ap_status train_epochs(trainer *t, ap_train_outcome *outcome, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    while (t->position.epoch < cfg->train.epochs) {
+        double train_loss = 0.0, images_per_second = 0.0, val_loss = 0.0;
+        json_t *metrics = NULL;
+        ap_status status = run_epoch(t, &train_loss, &images_per_second, err);
+        if (status == AP_ERR_INTERRUPTED)
+            outcome->interrupted = true;
+        if (status != AP_OK)
+            return status;
+        t->position.epoch++;
+        t->position.step_in_epoch = 0;
+        status = evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
+        if (status != AP_OK)
+            return status;
+        log_epoch(t, train_loss, val_loss, metrics, images_per_second);
+        json_decref(t->last_val_metrics);
+        t->last_val_metrics = metrics;
+
+        bool last = t->position.epoch == cfg->train.epochs;
+        if (last || t->position.epoch % cfg->train.checkpoint_every == 0) {
+            status = save_checkpoint(t, err);
+            if (status != AP_OK)
+                return status;
+        }
+    }
+    outcome->epochs_done = t->position.epoch;
+    outcome->images_per_second =
+        t->train_seconds > 0 ? (double)t->train_images / t->train_seconds : 0.0;
+    return AP_OK;
+}
+
+static void trainer_free(trainer *t)
+{
+    if (t->log_file != NULL)
+        fclose(t->log_file);
+    json_decref(t->last_val_metrics);
+    free(t->permutation);
+    free(t->raw);
+    free(t->input);
+    free(t->logits);
+    free(t->d_logits);
+    free(t->targets);
+    free(t->augment);
+    ap_optimizer_free(&t->opt);
+    if (t->net != NULL)
+        ap_net_destroy(t->net);
+    ap_run_data_free(&t->data);
+}
+
+ap_status ap_train(const ap_train_request *request, ap_train_outcome *outcome, ap_error *err)
+{
+    trainer t = {.cfg = request->cfg, .request = request};
+    memset(outcome, 0, sizeof(*outcome));
+    bool complete = false, has_checkpoint = false;
+    ap_status status = ap_run_dir(t.cfg, t.run_dir, sizeof(t.run_dir), err);
+    if (status == AP_OK)
+        status = ap_mkdirs(t.run_dir, err);
+    if (status == AP_OK)
+        status = check_run_state(&t, &complete, &has_checkpoint, err);
+    if (status != AP_OK)
+        return status;
+
+    snprintf(outcome->run_dir, sizeof(outcome->run_dir), "%s", t.run_dir);
+    run_path(&t, "model.safetensors", outcome->model_path, sizeof(outcome->model_path));
+    run_path(&t, "model_card.json", outcome->card_path, sizeof(outcome->card_path));
+    if (complete) {
+        outcome->already_complete = true;
+        AP_INFO("run %s is already complete; nothing to train", t.run_dir);
+        return AP_OK;
+    }
+
+    if (request->cfg->train.threads > 0)
+        omp_set_num_threads(request->cfg->train.threads);
+    status = setup(&t, has_checkpoint, err);
+    if (status == AP_OK)
+        status = train_epochs(&t, outcome, err);
+    if (status == AP_OK)
+        status = write_final_outputs(&t, outcome, err);
+    if (status == AP_OK)
+        AP_INFO("training finished: %ld epochs, %.1f images/s; model %s", outcome->epochs_done,
+                outcome->images_per_second, outcome->model_path);
+    trainer_free(&t);
+    return status;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SIGTERM during training saves a checkpoint and exits with code 6; --resume
+# then finishes with weights bit-identical to an uninterrupted run.
+source "$(dirname "$0")/common.sh"
+data=$(data_dir)
+work=$(make_work_dir train-resume)
+config="$APIARY_SOURCE_DIR/configs/ci.yaml"
+export APIARY_DATA_DIR="$data"
+settings=(--set output_dir="$work" --set train.epochs=4 --set train.log_every=1)
+
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=whole > /dev/null 2> "$work/whole.err" ||
+    { cat "$work/whole.err"; fail "uninterrupted run failed"; }
+
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=cut > /dev/null 2> "$work/cut.err" &
+pid=$!
+# Stop it once it has logged a few steps of the second epoch.
+for _ in $(seq 1 600); do
+    if grep -q "epoch 2 step" "$work/cut.err" 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+kill -TERM "$pid"
+set +e
+wait "$pid"
+code=$?
+set -e
+[ "$code" -eq 6 ] || { cat "$work/cut.err"; fail "interrupted run exited with $code, expected 6"; }
+[ -s "$work/cut/checkpoint.safetensors" ] || fail "no checkpoint after SIGTERM"
+[ ! -e "$work/cut/complete.json" ] || fail "an interrupted run was marked complete"
+
+if "$APIARY" train -c "$config" "${settings[@]}" --set run_name=cut 2> "$work/again.err"; then
+    fail "training over a started run without --resume succeeded"
+fi
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=cut --resume > /dev/null \
+    2> "$work/resumed.err" || { cat "$work/resumed.err"; fail "resumed run failed"; }
+grep -q "resuming from" "$work/resumed.err" || fail "resume did not load the checkpoint"
+cmp -s "$work/whole/model.safetensors" "$work/cut/model.safetensors" ||
+    fail "resumed weights differ from the uninterrupted run"
+
+# A resumed run must use the settings it started with.
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --set train.epochs=1 \
+    > /dev/null 2>&1 || fail "short run failed"
+rm "$work/changed/complete.json"
+if "$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --resume \
+    --set train.learning_rate=0.5 2> "$work/changed.err"; then
+    fail "resume with a different learning rate succeeded"
+fi
+grep -q "different settings" "$work/changed.err" || fail "no clear error for changed settings"
+echo "PASS"

@@ -1,0 +1,128 @@
+#include "pipeline/train/train_state.h"
+
+#include <string.h>
+
+#include "tests/unit/check.h"
+
+static const ap_net_spec tiny_spec = {
+    .in_channels = 3,
+    .height = 16,
+    .width = 16,
+    .stem_channels = 4,
+    .stem_kernel = 3,
+    .stem_stride = 1,
+    .stage_count = 2,
+    .stage_channels = {4, 8},
+    .stage_blocks = {1, 1},
+    .dropout = 0.0f,
+    .label_count = 3,
+};
+
+static ap_net *make_net(uint64_t seed)
+{
+    ap_net *net = NULL;
+    ap_error err = {0};
+    if (ap_net_create(&tiny_spec, 2, seed, &net, &err) != AP_OK) {
+        fprintf(stderr, "ap_net_create: %s\n", err.message);
+        exit(1);
+    }
+    return net;
+}
+
+/* One training step so the moments and batch-norm statistics are non-trivial. */
+static void train_once(ap_net *net, ap_optimizer *opt)
+{
+    float input[2 * 3 * 16 * 16], logits[2 * 3], d_logits[2 * 3];
+    for (size_t i = 0; i < sizeof(input) / sizeof(input[0]); i++)
+        input[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_net_forward(net, input, true, 1, 0, logits, &err), AP_OK);
+    for (int i = 0; i < 6; i++)
+        d_logits[i] = 0.1f * (float)(i - 3);
+    CHECK_INT_EQ(ap_net_backward(net, d_logits, &err), AP_OK);
+    ap_optimizer_step(opt, net, 1e-2, 0.01, 0.9, 0.999, 1e-8);
+}
+
+static int tensors_equal(ap_net *a, ap_net *b)
+{
+    for (size_t i = 0; i < ap_net_tensor_count(a); i++) {
+        ap_net_tensor *x = ap_net_tensor_at(a, i), *y = ap_net_tensor_at(b, i);
+        if (x->size != y->size || memcmp(x->data, y->data, x->size * sizeof(float)) != 0) {
+            fprintf(stderr, "tensor %s differs\n", x->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int main(void)
+{
+    const char *dir = check_temp_dir("train-state");
+    CHECK(dir != NULL);
+    char path[4200], bad_path[4200];
+    snprintf(path, sizeof(path), "%s/checkpoint.safetensors", dir);
+    snprintf(bad_path, sizeof(bad_path), "%s/model.safetensors", dir);
+
+    ap_net *net = make_net(7);
+    ap_optimizer opt;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_optimizer_init(&opt, net, &err), AP_OK);
+    train_once(net, &opt);
+    train_once(net, &opt);
+
+    ap_train_position position = {.epoch = 3, .step_in_epoch = 5, .global_step = 41};
+    snprintf(position.config_hash, sizeof(position.config_hash), "%s", "abc123");
+    CHECK_INT_EQ(ap_train_state_save(path, net, &opt, &position, NULL, 0, &err), AP_OK);
+
+    /* A differently seeded network takes every tensor and moment from the file. */
+    ap_net *restored = make_net(99);
+    ap_optimizer restored_opt;
+    ap_train_position restored_position;
+    CHECK_INT_EQ(ap_optimizer_init(&restored_opt, restored, &err), AP_OK);
+    CHECK(!tensors_equal(net, restored));
+    CHECK_INT_EQ(ap_train_state_load(path, restored, &restored_opt, &restored_position, &err),
+                 AP_OK);
+    CHECK(tensors_equal(net, restored));
+    CHECK_INT_EQ(restored_position.epoch, 3);
+    CHECK_INT_EQ(restored_position.step_in_epoch, 5);
+    CHECK_INT_EQ(restored_position.global_step, 41);
+    CHECK_INT_EQ(restored_opt.step, 2);
+    CHECK(strcmp(restored_position.config_hash, "abc123") == 0);
+    for (size_t i = 0; i < opt.tensor_count; i++) {
+        if (opt.first_moment[i] == NULL)
+            continue;
+        size_t bytes = ap_net_tensor_at(net, i)->size * sizeof(float);
+        CHECK(memcmp(opt.first_moment[i], restored_opt.first_moment[i], bytes) == 0);
+        CHECK(memcmp(opt.second_moment[i], restored_opt.second_moment[i], bytes) == 0);
+    }
+
+    /* Continuing both gives the same weights: the state is complete. */
+    train_once(net, &opt);
+    train_once(restored, &restored_opt);
+    CHECK(tensors_equal(net, restored));
+
+    /* A weights-only file loads into a network but cannot resume training. */
+    CHECK_INT_EQ(ap_train_state_save(bad_path, net, NULL, NULL, NULL, 0, &err), AP_OK);
+    ap_net *weights_only = make_net(5);
+    CHECK_INT_EQ(ap_train_state_load(bad_path, weights_only, NULL, NULL, &err), AP_OK);
+    CHECK(tensors_equal(net, weights_only));
+    CHECK_INT_EQ(ap_train_state_load(bad_path, restored, &restored_opt, &restored_position, &err),
+                 AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "not a training checkpoint");
+
+    /* A network of another shape is rejected with the tensor named. */
+    ap_net_spec wider = tiny_spec;
+    wider.stage_channels[1] = 16;
+    ap_net *other = NULL;
+    CHECK_INT_EQ(ap_net_create(&wider, 2, 1, &other, &err), AP_OK);
+    CHECK_INT_EQ(ap_train_state_load(path, other, NULL, NULL, &err), AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "stages.1");
+
+    ap_optimizer_free(&opt);
+    ap_optimizer_free(&restored_opt);
+    ap_net_destroy(net);
+    ap_net_destroy(restored);
+    ap_net_destroy(weights_only);
+    ap_net_destroy(other);
+    return check_finish();
+}
