@@ -17,6 +17,16 @@
 
 typedef enum { AP_RESIZE_STRETCH = 0, AP_RESIZE_LETTERBOX = 1 } ap_resize_mode;
 typedef enum { AP_POS_WEIGHT_AUTO = 0, AP_POS_WEIGHT_NONE = 1 } ap_pos_weight_mode;
+/* How the gate picks each label's decision threshold on the validation split;
+ * the same order as ap_threshold_policy in pipeline/eval/thresholds.h. */
+typedef enum {
+    AP_GATE_THRESHOLD_MAX_F1 = 0,
+    AP_GATE_THRESHOLD_TARGET_RECALL = 1,
+    AP_GATE_THRESHOLD_FIXED = 2,
+} ap_gate_threshold_policy;
+
+#define AP_GATE_MAX_RULES 32
+#define AP_GATE_RULE_MAX  128
 
 typedef struct {
     char root[AP_PATH_MAX];     /* dataset folder holding the manifest and images */
@@ -71,6 +81,26 @@ typedef struct {
 } ap_train_config;
 
 typedef struct {
+    /* "LABEL.METRIC[.lower|.upper] OP VALUE" with OP >= or <=; LABEL may be "macro" */
+    char rules[AP_GATE_MAX_RULES][AP_GATE_RULE_MAX];
+    int rule_count;
+    int min_positives; /* test positives each label with a rule needs */
+    int min_negatives; /* test negatives each label with a rule needs */
+    ap_gate_threshold_policy threshold_policy;
+    double target_recall; /* target_recall policy: recall to reach on the validation split */
+    double threshold;     /* fixed policy: the threshold of every label */
+    double confidence_level;
+    int bootstrap_resamples;
+    double max_regression;   /* allowed drop in per-label accuracy against the champion */
+    double regression_alpha; /* McNemar one-sided p-value below which a drop is real */
+} ap_gate_config;
+
+typedef struct {
+    char uri[AP_PATH_MAX];        /* a folder, file:// URI or MLflow URL */
+    char model_name[AP_NAME_MAX]; /* registered model whose aliases (champion) are used */
+} ap_registry_config;
+
+typedef struct {
     char source_path[AP_PATH_MAX]; /* the YAML file, for messages */
     char run_name[AP_NAME_MAX];
     char output_dir[AP_PATH_MAX]; /* runs go to output_dir/run_name */
@@ -80,6 +110,8 @@ typedef struct {
     ap_split_config split;
     ap_model_config model;
     ap_train_config train;
+    ap_gate_config gate;
+    ap_registry_config registry;
 } ap_config;
 
 /* Fill cfg with every default from the table. */

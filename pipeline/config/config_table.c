@@ -13,11 +13,16 @@ _Static_assert(AP_RESIZE_STRETCH == 0 && AP_RESIZE_LETTERBOX == 1, "resize names
 _Static_assert(AP_POS_WEIGHT_AUTO == 0 && AP_POS_WEIGHT_NONE == 1, "pos_weight names out of order");
 _Static_assert(sizeof(ap_resize_mode) == sizeof(int), "enum keys are stored as int");
 _Static_assert(sizeof(ap_pos_weight_mode) == sizeof(int), "enum keys are stored as int");
+_Static_assert(AP_GATE_THRESHOLD_MAX_F1 == 0 && AP_GATE_THRESHOLD_TARGET_RECALL == 1 &&
+                   AP_GATE_THRESHOLD_FIXED == 2,
+               "threshold policy names out of order");
+_Static_assert(sizeof(ap_gate_threshold_policy) == sizeof(int), "enum keys are stored as int");
 
 static const char *const resize_names[] = {"stretch", "letterbox", NULL};
 static const char *const pos_weight_names[] = {"auto", "none", NULL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const threshold_policy_names[] = {"max_f1", "target_recall", "fixed", NULL};
 
 #define MEMBER(member) (((ap_config *)0)->member)
 #define FIELD(member)  .offset = offsetof(ap_config, member), .size = sizeof(MEMBER(member))
@@ -294,6 +299,95 @@ const ap_config_key ap_config_keys[] = {
      INTS(1, 100000),
      .default_text = "1",
      .help = "Epochs between checkpoints"},
+
+    {.name = "gate.rules",
+     .type = AP_VALUE_STRING_LIST,
+     ITEMS(gate.rules),
+     COUNT(gate.rule_count),
+     .flags = AP_KEY_NONEMPTY,
+     .default_text = "",
+     .help = "Test-split bars the model must meet, each \"LABEL.METRIC[.lower|.upper] OP VALUE\" "
+             "with OP >= or <=, LABEL a data.labels entry or macro, for example "
+             "\"wasp.recall.lower >= 0.9\". .lower and .upper are the confidence bounds"},
+    {.name = "gate.min_positives",
+     .type = AP_VALUE_INT,
+     FIELD(gate.min_positives),
+     INTS(0, 100000000),
+     .default_text = "10",
+     .help = "Test positives every label named by a rule needs (all labels for a macro rule); "
+             "fewer fail the gate"},
+    {.name = "gate.min_negatives",
+     .type = AP_VALUE_INT,
+     FIELD(gate.min_negatives),
+     INTS(0, 100000000),
+     .default_text = "10",
+     .help = "Test negatives every label named by a rule needs (all labels for a macro rule); "
+             "fewer fail the gate"},
+    {.name = "gate.threshold_policy",
+     .type = AP_VALUE_ENUM,
+     FIELD(gate.threshold_policy),
+     .choices = threshold_policy_names,
+     .default_text = "max_f1",
+     .help = "How each label's decision threshold is chosen on the validation split: max_f1, "
+             "target_recall (the highest threshold reaching gate.target_recall) or fixed "
+             "(gate.threshold)"},
+    {.name = "gate.target_recall",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(gate.target_recall),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE,
+     .default_text = "0.95",
+     .help = "Validation recall the target_recall threshold policy reaches for every label"},
+    {.name = "gate.threshold",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(gate.threshold),
+     REALS(0.0, 1.0),
+     .default_text = "0.5",
+     .help = "Decision threshold of every label under the fixed threshold policy"},
+    {.name = "gate.confidence_level",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(gate.confidence_level),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE | AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.95",
+     .help = "Two-sided confidence level of the metric intervals that .lower and .upper read"},
+    {.name = "gate.bootstrap_resamples",
+     .type = AP_VALUE_INT,
+     FIELD(gate.bootstrap_resamples),
+     INTS(0, 100000),
+     .default_text = "1000",
+     .help = "Group bootstrap resamples for the intervals of f1, AUCs, brier, ece and macro "
+             "averages; 0 leaves those intervals out"},
+    {.name = "gate.max_regression",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(gate.max_regression),
+     REALS(0.0, 1.0),
+     .default_text = "0.01",
+     .help = "Largest drop in a label's test accuracy against the registry champion that is "
+             "accepted, as a fraction (0.01 is one percentage point)"},
+    {.name = "gate.regression_alpha",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(gate.regression_alpha),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MIN_EXCLUSIVE | AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.05",
+     .help = "A drop larger than gate.max_regression fails only when McNemar's one-sided "
+             "p-value is below this significance level"},
+
+    {.name = "registry.uri",
+     .type = AP_VALUE_STRING,
+     FIELD(registry.uri),
+     .flags = AP_KEY_NONEMPTY,
+     .default_text = "registry",
+     .help = "Model registry: a folder path or file:// URI for the local registry, or an "
+             "http://, https:// or mlflow:// URL of an MLflow tracking server"},
+    {.name = "registry.model_name",
+     .type = AP_VALUE_STRING,
+     FIELD(registry.model_name),
+     .flags = AP_KEY_NAME | AP_KEY_NONEMPTY,
+     .default_text = "apiary-bees",
+     .help = "Registered model name: a lowercase letter, then lowercase letters, digits, '_' "
+             "or '-'"},
 };
 
 const size_t ap_config_key_count = sizeof(ap_config_keys) / sizeof(ap_config_keys[0]);

@@ -77,11 +77,15 @@ static void run_path(const trainer *t, const char *name, char *out, size_t out_s
     snprintf(out, out_size, "%s/%s", t->run_dir, name);
 }
 
-/* Hash of the settings that shape the trained weights; threads, logging and
- * checkpoint frequency are left out so a resumed run may change them. */
+/* Hash of the settings that shape the trained weights. Threads, logging,
+ * checkpoint frequency, the gate and the registry are left out so a resumed
+ * run may change them. */
 static void compute_config_hash(const ap_config *cfg, char hex[65])
 {
-    ap_config copy = *cfg;
+    ap_config copy = *cfg, defaults;
+    ap_config_defaults(&defaults);
+    copy.gate = defaults.gate;
+    copy.registry = defaults.registry;
     copy.train.threads = 0;
     copy.train.log_every = 1;
     copy.train.checkpoint_every = 1;
