@@ -6,6 +6,7 @@
 
 #include "pipeline/common/status.h"
 #include "pipeline/config/config.h"
+#include "pipeline/promote/promote.h"
 
 /* Process exit codes of every subcommand. */
 enum {
@@ -18,18 +19,30 @@ enum {
     AP_EXIT_INTERRUPTED = 6, /* stopped by SIGTERM or SIGINT after saving a checkpoint */
 };
 
-/* Options every stage shares: -c CONFIG and any number of --set KEY=VALUE. */
+/* Options every stage shares: -c CONFIG and any number of --set KEY=VALUE,
+ * and those a stage enables with the AP_CLI_* flags. */
 typedef struct {
     const char *config_path;
     const char *overrides[64];
     int override_count;
     bool resume;
+    bool force;
+    const char *reason;
+    const char *alias;
+    const char *target; /* --to VERSION */
     bool help;
 } ap_cli_options;
 
+enum {
+    AP_CLI_RESUME = 1 << 0, /* --resume */
+    AP_CLI_FORCE = 1 << 1,  /* --force and --reason TEXT */
+    AP_CLI_ALIAS = 1 << 2,  /* --alias NAME */
+    AP_CLI_TARGET = 1 << 3, /* --to VERSION, and --reason TEXT */
+};
+
 /* Parse argv after the subcommand name. Returns false after printing a usage
- * error. allow_resume enables --resume. */
-bool ap_cli_parse(int argc, char **argv, bool allow_resume, ap_cli_options *options);
+ * error. allowed is a set of AP_CLI_* flags; 0 allows only the shared options. */
+bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *options);
 
 /* Load the config file and apply the overrides; prints errors. */
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg);
@@ -40,7 +53,14 @@ int ap_cli_report(const char *stage, const ap_error *err);
 /* Install SIGTERM and SIGINT handlers that set the returned flag. */
 const volatile sig_atomic_t *ap_cli_install_stop_handler(void);
 
+/* Log what a promotion did; returns the exit code (3 when blocked by the gate). */
+int ap_cli_report_promotion(const ap_promote_outcome *outcome, const char *alias);
+
 int ap_cmd_train(int argc, char **argv);
 int ap_cmd_config(int argc, char **argv);
+int ap_cmd_validate(int argc, char **argv);
+int ap_cmd_promote(int argc, char **argv);
+int ap_cmd_registry(int argc, char **argv);
+int ap_cmd_run(int argc, char **argv);
 
 #endif

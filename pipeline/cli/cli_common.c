@@ -24,7 +24,19 @@ const volatile sig_atomic_t *ap_cli_install_stop_handler(void)
     return &stop_flag;
 }
 
-bool ap_cli_parse(int argc, char **argv, bool allow_resume, ap_cli_options *options)
+/* Store the value after option argv[*index], or print an error when there is none. */
+static bool take_value(int argc, char **argv, int *index, const char **value)
+{
+    if (*index + 1 >= argc || argv[*index + 1][0] == '\0') {
+        fprintf(stderr, "apiary: %s needs a value (see --help)\n", argv[*index]);
+        return false;
+    }
+    *index += 1;
+    *value = argv[*index];
+    return true;
+}
+
+bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *options)
 {
     memset(options, 0, sizeof(*options));
     for (int i = 0; i < argc; i++) {
@@ -49,8 +61,19 @@ bool ap_cli_parse(int argc, char **argv, bool allow_resume, ap_cli_options *opti
                 return false;
             }
             options->overrides[options->override_count++] = argv[++i];
-        } else if (allow_resume && strcmp(arg, "--resume") == 0) {
+        } else if ((allowed & AP_CLI_RESUME) && strcmp(arg, "--resume") == 0) {
             options->resume = true;
+        } else if ((allowed & AP_CLI_FORCE) && strcmp(arg, "--force") == 0) {
+            options->force = true;
+        } else if ((allowed & (AP_CLI_FORCE | AP_CLI_TARGET)) && strcmp(arg, "--reason") == 0) {
+            if (!take_value(argc, argv, &i, &options->reason))
+                return false;
+        } else if ((allowed & AP_CLI_ALIAS) && strcmp(arg, "--alias") == 0) {
+            if (!take_value(argc, argv, &i, &options->alias))
+                return false;
+        } else if ((allowed & AP_CLI_TARGET) && strcmp(arg, "--to") == 0) {
+            if (!take_value(argc, argv, &i, &options->target))
+                return false;
         } else {
             fprintf(stderr, "apiary: unknown option %s (see --help)\n", arg);
             return false;

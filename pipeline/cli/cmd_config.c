@@ -28,7 +28,7 @@ int ap_cmd_config(int argc, char **argv)
         return AP_EXIT_USAGE;
     }
     ap_cli_options options;
-    if (!ap_cli_parse(argc - 1, argv + 1, false, &options))
+    if (!ap_cli_parse(argc - 1, argv + 1, 0, &options))
         return AP_EXIT_USAGE;
     if (options.help) {
         print_config_help();

@@ -25,7 +25,7 @@ static void print_train_help(void)
 int ap_cmd_train(int argc, char **argv)
 {
     ap_cli_options options;
-    if (!ap_cli_parse(argc, argv, true, &options))
+    if (!ap_cli_parse(argc, argv, AP_CLI_RESUME, &options))
         return AP_EXIT_USAGE;
     if (options.help) {
         print_train_help();

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "pipeline/cli/cli.h"
+#include "pipeline/cli/cmd_report.h"
 
 typedef struct {
     const char *name;
@@ -10,8 +11,13 @@ typedef struct {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"run", ap_cmd_run, "the main job: train, validate and promote"},
     {"train", ap_cmd_train, "train a model on a dataset (CPU)"},
     {"config", ap_cmd_config, "list config keys or print a resolved config"},
+    {"validate", ap_cmd_validate, "check a trained model against the gate before promotion"},
+    {"promote", ap_cmd_promote, "register a validated model and make it champion"},
+    {"registry", ap_cmd_registry, "list, show and roll back registered models"},
+    {"report", ap_cmd_report, "render a validation report as Markdown or HTML"},
 };
 
 #define SUBCOMMAND_COUNT (sizeof(subcommands) / sizeof(subcommands[0]))

@@ -1,0 +1,144 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline/cli/cli.h"
+#include "pipeline/common/log.h"
+#include "pipeline/registry/registry.h"
+
+static void print_registry_help(void)
+{
+    puts("usage: apiary registry list -c CONFIG\n"
+         "       apiary registry show VERSION -c CONFIG\n"
+         "       apiary registry history -c CONFIG\n"
+         "       apiary registry rollback -c CONFIG --reason TEXT [--to VERSION]\n"
+         "                                [--alias NAME]\n"
+         "\n"
+         "Inspect the registry named by registry.uri and registry.model_name, and\n"
+         "point an alias (default champion) back: to the version it pointed at\n"
+         "before, or to the version given with --to. Every move is recorded.");
+}
+
+static int list_versions(ap_registry *registry, const char *model)
+{
+    ap_registry_version_info *versions = NULL;
+    size_t count = 0;
+    ap_error err = {0};
+    if (ap_registry_list(registry, model, &versions, &count, &err) != AP_OK)
+        return ap_cli_report("registry list", &err);
+    printf("%-8s %-21s %-8s %s\n", "version", "created", "verdict", "aliases");
+    for (size_t i = 0; i < count; i++) {
+        char aliases[256] = "";
+        for (size_t j = 0; j < versions[i].alias_count; j++) {
+            size_t used = strlen(aliases);
+            snprintf(aliases + used, sizeof(aliases) - used, "%s%s", j ? "," : "",
+                     versions[i].aliases[j]);
+        }
+        printf("%-8d %-21s %-8s %s%s\n", versions[i].version, versions[i].created,
+               versions[i].verdict, aliases, versions[i].complete ? "" : " (incomplete)");
+    }
+    ap_registry_free_versions(versions, count);
+    return AP_EXIT_OK;
+}
+
+static int print_json(json_t *value)
+{
+    char *text = json_dumps(value, JSON_INDENT(2));
+    json_decref(value);
+    if (text == NULL)
+        return AP_EXIT_FAILURE;
+    puts(text);
+    free(text);
+    return AP_EXIT_OK;
+}
+
+static int show_version(ap_registry *registry, const char *model, const char *reference)
+{
+    ap_error err = {0};
+    int version = 0;
+    json_t *info = NULL;
+    if (ap_registry_resolve(registry, model, reference, &version, &err) != AP_OK ||
+        ap_registry_show(registry, model, version, &info, &err) != AP_OK)
+        return ap_cli_report("registry show", &err);
+    return print_json(info);
+}
+
+static int show_history(ap_registry *registry, const char *model)
+{
+    ap_error err = {0};
+    json_t *history = NULL;
+    if (ap_registry_history(registry, model, &history, &err) != AP_OK)
+        return ap_cli_report("registry history", &err);
+    return print_json(history);
+}
+
+static int roll_back(ap_registry *registry, const char *model, const ap_cli_options *options)
+{
+    ap_error err = {0};
+    const char *alias = options->alias ? options->alias : AP_REGISTRY_CHAMPION;
+    int target = 0, version = 0;
+    if (options->target != NULL &&
+        ap_registry_resolve(registry, model, options->target, &target, &err) != AP_OK)
+        return ap_cli_report("registry rollback", &err);
+    ap_registry_move move = {.reason = options->reason, .forced = false};
+    if (ap_registry_rollback(registry, model, alias, target, &move, &version, &err) != AP_OK)
+        return ap_cli_report("registry rollback", &err);
+    AP_INFO("%s now points at version %d", alias, version);
+    printf("%d\n", version);
+    return AP_EXIT_OK;
+}
+
+int ap_cmd_registry(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0) {
+        print_registry_help();
+        return argc < 1 ? AP_EXIT_USAGE : AP_EXIT_OK;
+    }
+    const char *action = argv[0];
+    const char *reference = NULL;
+    int rest = 1;
+    if (strcmp(action, "show") == 0) {
+        if (argc < 2 || argv[1][0] == '-') {
+            fprintf(stderr, "apiary: registry show needs a VERSION or alias\n");
+            return AP_EXIT_USAGE;
+        }
+        reference = argv[1];
+        rest = 2;
+    } else if (strcmp(action, "list") != 0 && strcmp(action, "history") != 0 &&
+               strcmp(action, "rollback") != 0) {
+        fprintf(stderr, "apiary: unknown registry action %s (list, show, history, rollback)\n",
+                action);
+        return AP_EXIT_USAGE;
+    }
+    unsigned allowed = strcmp(action, "rollback") == 0 ? AP_CLI_TARGET | AP_CLI_ALIAS : 0;
+    ap_cli_options options;
+    if (!ap_cli_parse(argc - rest, argv + rest, allowed, &options))
+        return AP_EXIT_USAGE;
+    if (options.help) {
+        print_registry_help();
+        return AP_EXIT_OK;
+    }
+    if (strcmp(action, "rollback") == 0 && options.reason == NULL) {
+        fprintf(stderr, "apiary: registry rollback needs --reason TEXT for the record\n");
+        return AP_EXIT_USAGE;
+    }
+    static ap_config cfg;
+    if (!ap_cli_load_config(&options, &cfg))
+        return AP_EXIT_USAGE;
+
+    ap_registry *registry = NULL;
+    ap_error err = {0};
+    if (ap_registry_open(cfg.registry.uri, &registry, &err) != AP_OK)
+        return ap_cli_report("registry", &err);
+    const char *model = cfg.registry.model_name;
+    int code;
+    if (strcmp(action, "list") == 0)
+        code = list_versions(registry, model);
+    else if (strcmp(action, "show") == 0)
+        code = show_version(registry, model, reference);
+    else if (strcmp(action, "history") == 0)
+        code = show_history(registry, model);
+    else
+        code = roll_back(registry, model, &options);
+    ap_registry_close(registry);
+    return code;
+}

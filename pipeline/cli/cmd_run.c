@@ -1,0 +1,121 @@
+#include <math.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "pipeline/cli/cli.h"
+#include "pipeline/common/log.h"
+#include "pipeline/promote/promote.h"
+#include "pipeline/train/trainer.h"
+#include "pipeline/validate/gate.h"
+#include "pipeline/validate/validate.h"
+
+static void print_run_help(void)
+{
+    puts("usage: apiary run -c CONFIG [--set KEY=VALUE]...\n"
+         "\n"
+         "The main job: train (continuing the run's checkpoint when there is one),\n"
+         "validate against the gate, and promote the model to champion when it\n"
+         "passes. A finished stage is not repeated when the job is run again.\n"
+         "Exits with code 3 when the gate rejects the model; champion is then\n"
+         "unchanged.");
+}
+
+static void format_metric(const json_t *metrics, const char *name, char *out, size_t size)
+{
+    const json_t *metric = json_object_get(metrics, name);
+    const json_t *value = json_object_get(metric, "value");
+    const json_t *lower = json_object_get(metric, "lower");
+    const json_t *upper = json_object_get(metric, "upper");
+    if (!json_is_number(value))
+        snprintf(out, size, "%-20s", "n/a");
+    else if (json_is_number(lower) && json_is_number(upper))
+        snprintf(out, size, "%.3f [%.3f, %.3f]", json_number_value(value),
+                 json_number_value(lower), json_number_value(upper));
+    else
+        snprintf(out, size, "%-20.3f", json_number_value(value));
+}
+
+/* Print per-label test metrics with intervals, and the verdict. */
+static void print_summary(const json_t *report, const ap_promote_outcome *promotion)
+{
+    const json_t *labels = json_object_get(json_object_get(report, "test"), "labels");
+    printf("\n%-14s %-22s %-22s %-22s\n", "label", "accuracy", "recall", "precision");
+    const char *label;
+    const json_t *entry;
+    json_object_foreach((json_t *)labels, label, entry)
+    {
+        const json_t *metrics = json_object_get(entry, "metrics");
+        char accuracy[64], recall[64], precision[64];
+        format_metric(metrics, "accuracy", accuracy, sizeof(accuracy));
+        format_metric(metrics, "recall", recall, sizeof(recall));
+        format_metric(metrics, "precision", precision, sizeof(precision));
+        printf("%-14s %-22s %-22s %-22s\n", label, accuracy, recall, precision);
+    }
+    bool passed = json_is_true(json_object_get(report, "passed"));
+    printf("\ngate: %s\n", passed ? "PASSED" : "FAILED");
+    const json_t *rule;
+    size_t index;
+    json_array_foreach(json_object_get(report, "rules"), index, rule)
+    {
+        printf("  %s %s: %s\n", json_is_true(json_object_get(rule, "passed")) ? "pass" : "FAIL",
+               json_string_value(json_object_get(rule, "rule")),
+               json_string_value(json_object_get(rule, "detail")));
+    }
+    if (promotion->blocked)
+        printf("registry: nothing registered, champion unchanged\n");
+    else
+        printf("registry: version %d is champion\n", promotion->version);
+}
+
+int ap_cmd_run(int argc, char **argv)
+{
+    ap_cli_options options;
+    if (!ap_cli_parse(argc, argv, 0, &options))
+        return AP_EXIT_USAGE;
+    if (options.help) {
+        print_run_help();
+        return AP_EXIT_OK;
+    }
+    static ap_config cfg;
+    if (!ap_cli_load_config(&options, &cfg))
+        return AP_EXIT_USAGE;
+
+    /* Check the gate rules now rather than after training. */
+    static ap_gate_rule rules[AP_GATE_MAX_RULES];
+    int rule_count = 0;
+    ap_error err = {0};
+    if (ap_gate_rules_parse(&cfg, rules, &rule_count, &err) != AP_OK) {
+        fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+        return AP_EXIT_USAGE;
+    }
+
+    ap_train_request train = {
+        .cfg = &cfg,
+        .resume = true,
+        .stop_requested = ap_cli_install_stop_handler(),
+    };
+    ap_train_outcome trained;
+    AP_INFO("stage 1 of 3: train");
+    if (ap_train(&train, &trained, &err) != AP_OK)
+        return ap_cli_report("train", &err);
+
+    AP_INFO("stage 2 of 3: validate");
+    ap_validate_request validate = {.cfg = &cfg};
+    ap_validate_outcome validated = {0};
+    if (ap_validate(&validate, &validated, &err) != AP_OK)
+        return ap_cli_report("validate", &err);
+
+    AP_INFO("stage 3 of 3: promote");
+    ap_promote_request promote = {.cfg = &cfg};
+    ap_promote_outcome promoted;
+    int code;
+    if (ap_promote(&promote, &promoted, &err) != AP_OK)
+        code = ap_cli_report("promote", &err);
+    else
+        code = ap_cli_report_promotion(&promoted, "champion");
+    if (code == AP_EXIT_OK || code == AP_EXIT_GATE_FAILED)
+        print_summary(validated.report, &promoted);
+    ap_validate_outcome_free(&validated);
+    return code;
+}
