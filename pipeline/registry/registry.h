@@ -5,7 +5,7 @@
  * aliases ("champion", "challenger", ...) that point at one version each.
  * Every alias move is appended to a history so that it can be audited and
  * rolled back. Callers use only the functions below. Each backend (the local
- * folder today, an MLflow Model Registry later) fills an ap_registry_ops table.
+ * folder, an MLflow Model Registry) fills an ap_registry_ops table.
  *
  * Names: a model or alias name matches [a-z][a-z0-9_-]* (models up to 64
  * characters, aliases up to 32). An alias may not look like a version
@@ -111,19 +111,29 @@ struct ap_registry {
 /* Open the local folder backend at root (created on the first registration). */
 ap_status ap_local_registry_open(const char *root, ap_registry **registry, ap_error *err);
 
+/* Open the MLflow backend at a tracking server URL (http://, https:// or
+ * mlflow://, which means plain HTTP) with default timeouts and retries; see
+ * mlflow_registry.h. */
+ap_status ap_mlflow_registry_open(const char *url, ap_registry **registry, ap_error *err);
+
 /* Open the registry at uri: a folder path or file:// URI selects the local
- * backend. Other schemes are rejected until their backend exists. */
+ * backend, an http://, https:// or mlflow:// URL the MLflow backend. */
 static inline ap_status ap_registry_open(const char *uri, ap_registry **registry, ap_error *err)
 {
     *registry = NULL;
     if (uri == NULL || uri[0] == '\0')
         return ap_error_set(err, AP_ERR_INVALID,
-                            "registry location is empty; set it to a folder path or file:// URI");
+                            "registry location is empty; set it to a folder path, a file:// URI "
+                            "or an MLflow http:// URL");
     if (strncmp(uri, "file://", 7) == 0)
         return ap_local_registry_open(uri + 7, registry, err);
+    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0 ||
+        strncmp(uri, "mlflow://", 9) == 0)
+        return ap_mlflow_registry_open(uri, registry, err);
     if (strstr(uri, "://") != NULL)
         return ap_error_set(err, AP_ERR_INVALID,
-                            "registry %s: unsupported scheme; use a folder path or file:// URI",
+                            "registry %.200s: unsupported scheme; use a folder path, a file:// "
+                            "URI or an MLflow http://, https:// or mlflow:// URL",
                             uri);
     return ap_local_registry_open(uri, registry, err);
 }

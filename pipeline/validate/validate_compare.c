@@ -40,9 +40,14 @@ static ap_status find_champion(ap_validation *v, char *card_path, size_t card_pa
     } else if (status != AP_OK) {
         *err = lookup_err;
     } else {
-        status =
-            ap_registry_file_path(registry, settings->model_name, v->comparison.champion_version,
-                                  AP_REGISTRY_CARD_FILE, card_path, card_path_size, err);
+        /* Fetch the weights first: a remote registry downloads each file it is
+         * asked for into one folder, and the card names its weights beside it. */
+        int version = v->comparison.champion_version;
+        status = ap_registry_file_path(registry, settings->model_name, version,
+                                       AP_REGISTRY_MODEL_FILE, card_path, card_path_size, err);
+        if (status == AP_OK)
+            status = ap_registry_file_path(registry, settings->model_name, version,
+                                           AP_REGISTRY_CARD_FILE, card_path, card_path_size, err);
         *found = status == AP_OK;
     }
     ap_registry_close(registry);
