@@ -2,17 +2,17 @@
 
 #include <string.h>
 
-/* Memory formats the forward convolution chose, which backward reuses. */
+/* Memory formats the convolution's primitives chose. */
 typedef struct {
-    dnnl_memory_desc_t src;
+    dnnl_memory_desc_t src; /* read by forward and backward weights */
     dnnl_memory_desc_t weights;
     dnnl_memory_desc_t dst;
     dnnl_memory_desc_t plain_weights; /* OIHW master copy */
 } conv_formats;
 
-/* The convolution reads its input in the format it chose. When that differs
- * from the input activation's format, forward copies the input into a private
- * buffer, and backward data copies the gradient back. */
+/* Forward reads the input in the format the plan chose. When that differs
+ * from the input activation's format, forward copies the input into a
+ * private buffer, which backward weights reads as well. */
 static ap_status create_src(nn_context *ctx, nn_conv *conv, const dnnl_memory_desc_t *src_md,
                             ap_error *err)
 {
@@ -43,23 +43,10 @@ static ap_status create_forward_weights(nn_context *ctx, nn_conv *conv, const co
 }
 
 static ap_status create_backward_weights(nn_context *ctx, nn_conv *conv,
-                                         const dnnl_convolution_desc_t *fwd_desc,
-                                         const_dnnl_primitive_desc_t fwd_pd,
+                                         const_dnnl_primitive_desc_t pd,
                                          const conv_formats *formats, ap_error *err)
 {
-    dnnl_memory_desc_t weights_any;
-    NN_CHECK(dnnl_memory_desc_init_by_tag(&weights_any, 4, formats->weights.dims, dnnl_f32,
-                                          dnnl_format_tag_any),
-             conv->name, err);
-    dnnl_convolution_desc_t desc;
-    NN_CHECK(dnnl_convolution_backward_weights_desc_init(
-                 &desc, dnnl_convolution_direct, &formats->src, &weights_any, NULL, &formats->dst,
-                 fwd_desc->strides, fwd_desc->padding[0], fwd_desc->padding[1]),
-             conv->name, err);
-    dnnl_primitive_desc_t pd = NULL;
-    NN_TRY(nn_pd_create(ctx, &desc, fwd_pd, conv->name, &pd, err));
     NN_TRY(nn_op_create(ctx, pd, conv->name, "backward weights", &conv->bwd_weights, err));
-
     dnnl_memory_desc_t diff_md;
     NN_TRY(nn_pd_md(pd, dnnl_query_diff_weights_md, conv->name, &diff_md, err));
     NN_TRY(nn_memory_create(ctx, &formats->plain_weights, conv->weight->grad, conv->name,
@@ -75,32 +62,39 @@ static ap_status create_backward_weights(nn_context *ctx, nn_conv *conv,
                              "weight gradient reorder", &conv->diff_weights_reorder, err);
 }
 
+/* Backward data reads the output gradient and writes the input gradient in
+ * formats of its own choice. Reorders copy them from and to the formats of
+ * the output and the input where those differ. */
+static ap_status create_backward_data_gradients(nn_context *ctx, nn_conv *conv,
+                                                const_dnnl_primitive_desc_t pd, ap_error *err)
+{
+    dnnl_memory_desc_t diff_dst_md, diff_src_md;
+    NN_TRY(nn_pd_md(pd, dnnl_query_diff_dst_md, conv->name, &diff_dst_md, err));
+    NN_TRY(nn_pd_md(pd, dnnl_query_diff_src_md, conv->name, &diff_src_md, err));
+    if (!nn_md_equal(&diff_dst_md, &conv->output.md)) {
+        conv->diff_dst_reordered = true;
+        NN_TRY(nn_memory_create(ctx, &diff_dst_md, DNNL_MEMORY_ALLOCATE, conv->name,
+                                &conv->diff_dst, err));
+        NN_TRY(nn_reorder_create(ctx, &conv->output.md, &diff_dst_md, conv->name,
+                                 "output gradient reorder", &conv->diff_dst_reorder, err));
+    }
+    if (nn_md_equal(&diff_src_md, &conv->input->md))
+        return AP_OK;
+    conv->diff_src_reordered = true;
+    NN_TRY(nn_memory_create(ctx, &diff_src_md, DNNL_MEMORY_ALLOCATE, conv->name, &conv->diff_src,
+                            err));
+    return nn_reorder_create(ctx, &diff_src_md, &conv->input->md, conv->name,
+                             "input gradient reorder", &conv->diff_src_reorder, err);
+}
+
 /* Backward data may want the weights in another blocked format than forward
  * (transposed blocks), so it gets its own reorder from the master copy. */
 static ap_status create_backward_data(nn_context *ctx, nn_conv *conv,
-                                      const dnnl_convolution_desc_t *fwd_desc,
-                                      const_dnnl_primitive_desc_t fwd_pd,
-                                      const conv_formats *formats, ap_error *err)
+                                      const_dnnl_primitive_desc_t pd, const conv_formats *formats,
+                                      ap_error *err)
 {
-    dnnl_memory_desc_t weights_any;
-    NN_CHECK(dnnl_memory_desc_init_by_tag(&weights_any, 4, formats->weights.dims, dnnl_f32,
-                                          dnnl_format_tag_any),
-             conv->name, err);
-    dnnl_convolution_desc_t desc;
-    NN_CHECK(dnnl_convolution_backward_data_desc_init(
-                 &desc, dnnl_convolution_direct, &formats->src, &weights_any, &formats->dst,
-                 fwd_desc->strides, fwd_desc->padding[0], fwd_desc->padding[1]),
-             conv->name, err);
-    dnnl_primitive_desc_t pd = NULL;
-    NN_TRY(nn_pd_create(ctx, &desc, fwd_pd, conv->name, &pd, err));
     NN_TRY(nn_op_create(ctx, pd, conv->name, "backward data", &conv->bwd_data, err));
-
-    if (conv->src_reordered) {
-        NN_TRY(nn_memory_create(ctx, &formats->src, DNNL_MEMORY_ALLOCATE, conv->name,
-                                &conv->diff_src, err));
-        NN_TRY(nn_reorder_create(ctx, &formats->src, &conv->input->md, conv->name,
-                                 "input gradient reorder", &conv->diff_src_reorder, err));
-    }
+    NN_TRY(create_backward_data_gradients(ctx, conv, pd, err));
 
     dnnl_memory_desc_t bwd_md;
     NN_TRY(nn_pd_md(pd, dnnl_query_weights_md, conv->name, &bwd_md, err));
@@ -119,6 +113,27 @@ static ap_status create_backward_data(nn_context *ctx, nn_conv *conv,
                              "backward weight reorder", &conv->weights_bwd_reorder, err);
 }
 
+static void init_shape(const nn_conv *conv, nn_conv_shape *shape)
+{
+    const ap_net_tensor *weight = conv->weight;
+    const int64_t *src = conv->input->md.dims;
+    int64_t out_height = (src[2] + 2 * conv->padding - conv->kernel) / conv->stride + 1;
+    int64_t out_width = (src[3] + 2 * conv->padding - conv->kernel) / conv->stride + 1;
+    memset(shape, 0, sizeof(*shape));
+    for (int i = 0; i < 4; i++)
+        shape->weights[i] = weight->shape[i];
+    shape->src[0] = src[0];
+    shape->src[1] = weight->shape[1];
+    shape->src[2] = src[2];
+    shape->src[3] = src[3];
+    shape->dst[0] = src[0];
+    shape->dst[1] = weight->shape[0];
+    shape->dst[2] = out_height;
+    shape->dst[3] = out_width;
+    shape->strides[0] = shape->strides[1] = conv->stride;
+    shape->padding[0] = shape->padding[1] = conv->padding;
+}
+
 ap_status nn_conv_create(nn_context *ctx, nn_conv *conv, nn_act *input, ap_net_tensor *weight,
                          int stride, bool needs_bwd_data, ap_error *err)
 {
@@ -127,49 +142,25 @@ ap_status nn_conv_create(nn_context *ctx, nn_conv *conv, nn_act *input, ap_net_t
     conv->kernel = (int)weight->shape[2];
     conv->stride = stride;
     conv->padding = conv->kernel / 2;
+    nn_conv_shape shape;
+    init_shape(conv, &shape);
+    conv->macs_per_image = (double)weight->size * (double)(shape.dst[2] * shape.dst[3]);
 
-    int64_t batch = input->md.dims[0];
-    int64_t height = input->md.dims[2];
-    int64_t width = input->md.dims[3];
-    int64_t out_height = (height + 2 * conv->padding - conv->kernel) / stride + 1;
-    int64_t out_width = (width + 2 * conv->padding - conv->kernel) / stride + 1;
-    dnnl_dims_t src_dims = {batch, weight->shape[1], height, width};
-    dnnl_dims_t dst_dims = {batch, weight->shape[0], out_height, out_width};
-    dnnl_dims_t weight_dims = {weight->shape[0], weight->shape[1], weight->shape[2],
-                               weight->shape[3]};
-    dnnl_dims_t strides = {stride, stride};
-    dnnl_dims_t padding = {conv->padding, conv->padding};
-    conv->macs_per_image = (double)weight->size * (double)(out_height * out_width);
-
-    dnnl_memory_desc_t src_any, weights_any, dst_any;
+    nn_conv_plan plan;
+    NN_TRY(nn_conv_plan_create(ctx, &shape, &input->md, needs_bwd_data, conv->name, &plan, err));
     conv_formats formats;
-    NN_CHECK(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
-             conv->name, err);
-    NN_CHECK(
-        dnnl_memory_desc_init_by_tag(&weights_any, 4, weight_dims, dnnl_f32, dnnl_format_tag_any),
-        conv->name, err);
-    NN_CHECK(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
-             conv->name, err);
-    NN_TRY(nn_md_plain(&formats.plain_weights, 4, weight_dims, conv->name, err));
+    NN_TRY(nn_md_plain(&formats.plain_weights, 4, shape.weights, conv->name, err));
+    NN_TRY(nn_pd_md(plan.fwd, dnnl_query_src_md, conv->name, &formats.src, err));
+    NN_TRY(nn_pd_md(plan.fwd, dnnl_query_weights_md, conv->name, &formats.weights, err));
+    NN_TRY(nn_pd_md(plan.fwd, dnnl_query_dst_md, conv->name, &formats.dst, err));
 
-    dnnl_convolution_desc_t desc;
-    NN_CHECK(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training,
-                                                dnnl_convolution_direct, &src_any, &weights_any,
-                                                NULL, &dst_any, strides, padding, padding),
-             conv->name, err);
-    dnnl_primitive_desc_t pd = NULL;
-    NN_TRY(nn_pd_create(ctx, &desc, NULL, conv->name, &pd, err));
-    NN_TRY(nn_op_create(ctx, pd, conv->name, "forward", &conv->fwd, err));
-    NN_TRY(nn_pd_md(pd, dnnl_query_src_md, conv->name, &formats.src, err));
-    NN_TRY(nn_pd_md(pd, dnnl_query_weights_md, conv->name, &formats.weights, err));
-    NN_TRY(nn_pd_md(pd, dnnl_query_dst_md, conv->name, &formats.dst, err));
-
+    NN_TRY(nn_op_create(ctx, plan.fwd, conv->name, "forward", &conv->fwd, err));
     NN_TRY(nn_act_create(ctx, &formats.dst, conv->name, &conv->output, err));
     NN_TRY(create_src(ctx, conv, &formats.src, err));
     NN_TRY(create_forward_weights(ctx, conv, &formats, err));
-    NN_TRY(create_backward_weights(ctx, conv, &desc, pd, &formats, err));
+    NN_TRY(create_backward_weights(ctx, conv, plan.bwd_weights, &formats, err));
     if (needs_bwd_data)
-        NN_TRY(create_backward_data(ctx, conv, &desc, pd, &formats, err));
+        NN_TRY(create_backward_data(ctx, conv, plan.bwd_data, &formats, err));
     return AP_OK;
 }
 
@@ -210,13 +201,16 @@ ap_status nn_conv_backward_data(nn_context *ctx, nn_conv *conv, dnnl_memory_t ta
     if (conv->weights_bwd_reordered)
         NN_TRY(nn_reorder_run(ctx, &conv->weights_bwd_reorder, conv->weights_plain,
                               conv->weights_bwd, err));
+    if (conv->diff_dst_reordered)
+        NN_TRY(
+            nn_reorder_run(ctx, &conv->diff_dst_reorder, conv->output.diff, conv->diff_dst, err));
     dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_DIFF_DST, conv->output.diff},
+        {DNNL_ARG_DIFF_DST, conv->diff_dst_reordered ? conv->diff_dst : conv->output.diff},
         {DNNL_ARG_WEIGHTS, conv->weights_bwd},
-        {DNNL_ARG_DIFF_SRC, conv->src_reordered ? conv->diff_src : target},
+        {DNNL_ARG_DIFF_SRC, conv->diff_src_reordered ? conv->diff_src : target},
     };
     NN_TRY(nn_op_run(ctx, &conv->bwd_data, 3, args, err));
-    if (conv->src_reordered)
+    if (conv->diff_src_reordered)
         NN_TRY(nn_reorder_run(ctx, &conv->diff_src_reorder, conv->diff_src, target, err));
     return AP_OK;
 }

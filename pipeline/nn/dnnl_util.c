@@ -1,5 +1,6 @@
 #include "pipeline/nn/dnnl_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,7 @@ void nn_context_release(nn_context *ctx)
     free(ctx->memories.items);
     free(ctx->buffers.items);
     free(ctx->scratchpads.items);
+    free(ctx->records);
     if (ctx->attr != NULL)
         dnnl_primitive_attr_destroy(ctx->attr);
     if (ctx->stream != NULL)
@@ -158,18 +160,98 @@ size_t nn_md_floats(const dnnl_memory_desc_t *md)
     return dnnl_memory_desc_get_size(md) / sizeof(float);
 }
 
+/* Order the dimensions of a blocked md from the largest stride to the
+ * smallest, the outermost first when strides tie (dimensions of size 1). */
+static void order_by_stride(const dnnl_memory_desc_t *md, int order[DNNL_MAX_NDIMS])
+{
+    const dnnl_dims_t *strides = &md->format_desc.blocking.strides;
+    for (int i = 0; i < md->ndims; i++)
+        order[i] = i;
+    for (int i = 1; i < md->ndims; i++) {
+        int dim = order[i];
+        int j = i;
+        for (; j > 0 && (*strides)[order[j - 1]] < (*strides)[dim]; j--)
+            order[j] = order[j - 1];
+        order[j] = dim;
+    }
+}
+
+static void describe_format(const dnnl_memory_desc_t *md, char *text, size_t size)
+{
+    if (md->format_kind != dnnl_blocked) {
+        snprintf(text, size, "%s", dnnl_fmt_kind2str(md->format_kind));
+        return;
+    }
+    const dnnl_blocking_desc_t *blocking = &md->format_desc.blocking;
+    int order[DNNL_MAX_NDIMS];
+    order_by_stride(md, order);
+    char format[2 * DNNL_MAX_NDIMS + 24 * DNNL_MAX_NDIMS] = "";
+    size_t used = 0;
+    for (int i = 0; i < md->ndims; i++) {
+        bool blocked = false;
+        for (int b = 0; b < blocking->inner_nblks; b++)
+            blocked = blocked || blocking->inner_idxs[b] == order[i];
+        format[used++] = (char)((blocked ? 'A' : 'a') + order[i]);
+    }
+    format[used] = '\0';
+    for (int b = 0; b < blocking->inner_nblks; b++)
+        used += (size_t)snprintf(format + used, sizeof(format) - used, "%lld%c",
+                                 (long long)blocking->inner_blks[b],
+                                 (char)('a' + blocking->inner_idxs[b]));
+    snprintf(text, size, "%s", format);
+}
+
+void nn_md_describe(const dnnl_memory_desc_t *md, char *text, size_t size)
+{
+    char dims[24 * DNNL_MAX_NDIMS] = "";
+    size_t used = 0;
+    for (int i = 0; i < md->ndims; i++)
+        used += (size_t)snprintf(dims + used, sizeof(dims) - used, "%s%lld", i > 0 ? "x" : "",
+                                 (long long)md->dims[i]);
+    char format[64];
+    describe_format(md, format, sizeof(format));
+    snprintf(text, size, "%s %s", dims, format);
+}
+
+dnnl_primitive_desc_t nn_pd_try(nn_context *ctx, const void *op_desc,
+                                const_dnnl_primitive_desc_t hint)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, op_desc, ctx->attr, ctx->engine, hint) != dnnl_success)
+        return NULL;
+    return pd;
+}
+
+ap_status nn_pd_keep(nn_context *ctx, dnnl_primitive_desc_t pd, const char *layer, ap_error *err)
+{
+    ap_status status = push_handle(&ctx->descriptors, pd, layer, err);
+    if (status != AP_OK)
+        dnnl_primitive_desc_destroy(pd);
+    return status;
+}
+
 ap_status nn_pd_create(nn_context *ctx, const void *op_desc, const_dnnl_primitive_desc_t hint,
                        const char *layer, dnnl_primitive_desc_t *out, ap_error *err)
 {
     dnnl_primitive_desc_t pd = NULL;
     NN_CHECK(dnnl_primitive_desc_create(&pd, op_desc, ctx->attr, ctx->engine, hint), layer, err);
-    ap_status status = push_handle(&ctx->descriptors, pd, layer, err);
-    if (status != AP_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return status;
-    }
+    NN_TRY(nn_pd_keep(ctx, pd, layer, err));
     *out = pd;
     return AP_OK;
+}
+
+const char *nn_pd_impl(const_dnnl_primitive_desc_t pd)
+{
+    const char *name = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) != dnnl_success ||
+        name == NULL)
+        return "unknown";
+    return name;
+}
+
+bool nn_pd_is_reference(const_dnnl_primitive_desc_t pd)
+{
+    return strncmp(nn_pd_impl(pd), "ref", 3) == 0;
 }
 
 ap_status nn_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, const char *layer,
@@ -182,6 +264,25 @@ ap_status nn_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, const char
                             "is invalid for this primitive",
                             layer, (int)what);
     *out = *md;
+    return AP_OK;
+}
+
+static ap_status push_record(nn_context *ctx, const_dnnl_primitive_desc_t pd, const char *layer,
+                             const char *pass, ap_error *err)
+{
+    if (ctx->record_count == ctx->record_capacity) {
+        size_t capacity = ctx->record_capacity ? 2 * ctx->record_capacity : 64;
+        nn_op_record *records = realloc(ctx->records, capacity * sizeof(*records));
+        if (records == NULL)
+            return ap_error_set(err, AP_ERR_NOMEM,
+                                "network layer %s: out of memory for primitive records", layer);
+        ctx->records = records;
+        ctx->record_capacity = capacity;
+    }
+    nn_op_record *record = &ctx->records[ctx->record_count++];
+    snprintf(record->layer, sizeof(record->layer), "%s", layer);
+    record->pass = pass;
+    record->pd = pd;
     return AP_OK;
 }
 
@@ -199,6 +300,7 @@ ap_status nn_op_create(nn_context *ctx, const_dnnl_primitive_desc_t pd, const ch
         return status;
     }
     op->primitive = primitive;
+    NN_TRY(push_record(ctx, pd, layer, pass, err));
 
     /* Every primitive shares one scratchpad buffer, allocated by nn_context_finish
      * at the largest size any of them needs, because they run one after another. */
@@ -229,11 +331,7 @@ ap_status nn_reorder_create(nn_context *ctx, const dnnl_memory_desc_t *src,
     dnnl_primitive_desc_t pd = NULL;
     NN_CHECK(dnnl_reorder_primitive_desc_create(&pd, src, ctx->engine, dst, ctx->engine, ctx->attr),
              layer, err);
-    ap_status status = push_handle(&ctx->descriptors, pd, layer, err);
-    if (status != AP_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return status;
-    }
+    NN_TRY(nn_pd_keep(ctx, pd, layer, err));
     return nn_op_create(ctx, pd, layer, pass, op, err);
 }
 

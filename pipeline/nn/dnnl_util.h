@@ -11,6 +11,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "pipeline/common/status.h"
+#include "pipeline/nn/net.h"
 
 /* A growable list of owned handles of one kind, released together. */
 typedef struct {
@@ -18,6 +19,14 @@ typedef struct {
     size_t count;
     size_t capacity;
 } nn_handle_list;
+
+/* A primitive's descriptor with the layer and pass that run it. The record
+ * keeps a copy of the layer name, which may live in a shorter-lived struct. */
+typedef struct {
+    char layer[AP_PARAM_NAME_MAX];
+    const char *pass; /* a string literal */
+    const_dnnl_primitive_desc_t pd;
+} nn_op_record;
 
 /* Engine, stream and everything a network creates. ap_net_create fills it,
  * so forward and backward create and allocate nothing. */
@@ -33,6 +42,9 @@ typedef struct {
     size_t scratchpad_bytes;    /* maximum that any primitive needs */
     size_t scratchpad_allocated;
     void *scratchpad;
+    nn_op_record *records; /* every primitive, in creation order */
+    size_t record_count;
+    size_t record_capacity;
 } nn_context;
 
 /* One primitive with its scratchpad, named for error messages. */
@@ -98,14 +110,30 @@ ap_status nn_md_plain(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
                       ap_error *err);
 bool nn_md_equal(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b);
 size_t nn_md_floats(const dnnl_memory_desc_t *md);
+/* Write md's dimensions and format the way oneDNN's verbose log does, for
+ * example "16x8x24x24 aBcd16b": dimensions from outermost to innermost, upper
+ * case for those split into inner blocks, then the blocks. */
+void nn_md_describe(const dnnl_memory_desc_t *md, char *text, size_t size);
 
 /* Create a primitive descriptor owned by ctx; hint is the forward one for backward passes. */
 ap_status nn_pd_create(nn_context *ctx, const void *op_desc, const_dnnl_primitive_desc_t hint,
                        const char *layer, dnnl_primitive_desc_t *out, ap_error *err);
+/* Create a primitive descriptor that the caller owns until nn_pd_keep, or
+ * return NULL when oneDNN has no implementation for op_desc. */
+dnnl_primitive_desc_t nn_pd_try(nn_context *ctx, const void *op_desc,
+                                const_dnnl_primitive_desc_t hint);
+/* Hand pd to ctx, which destroys it on release (also when this fails). */
+ap_status nn_pd_keep(nn_context *ctx, dnnl_primitive_desc_t pd, const char *layer, ap_error *err);
+/* oneDNN's name for the implementation that pd runs, for example "jit:avx2". */
+const char *nn_pd_impl(const_dnnl_primitive_desc_t pd);
+/* True for oneDNN's reference implementations ("ref:any"), plain loop nests
+ * far slower than the jit kernels. */
+bool nn_pd_is_reference(const_dnnl_primitive_desc_t pd);
 /* Copy the memory descriptor that pd chose for what (a zero descriptor when
  * the primitive does not use it). */
 ap_status nn_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, const char *layer,
                    dnnl_memory_desc_t *out, ap_error *err);
+/* Create the primitive of pd and record it, with layer and pass, in ctx->records. */
 ap_status nn_op_create(nn_context *ctx, const_dnnl_primitive_desc_t pd, const char *layer,
                        const char *pass, nn_op *op, ap_error *err);
 ap_status nn_reorder_create(nn_context *ctx, const dnnl_memory_desc_t *src,

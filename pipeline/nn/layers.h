@@ -28,13 +28,20 @@ typedef struct {
     nn_act output;
     double macs_per_image; /* multiply-adds of one forward pass */
 
-    /* The input in the format this convolution chose: the input's own memories
-     * when the formats match, otherwise copies made by the reorders. */
+    /* The input in the format forward and backward weights read, and its
+     * gradient in the format backward data writes: the input's own memories
+     * when the formats match, otherwise buffers that the reorders copy. */
     bool src_reordered;
+    bool diff_src_reordered;
     dnnl_memory_t src;
     dnnl_memory_t diff_src;
     nn_op src_reorder;
     nn_op diff_src_reorder;
+    /* The output gradient in the format backward data reads, when that
+     * differs from the output's format. */
+    bool diff_dst_reordered;
+    dnnl_memory_t diff_dst;
+    nn_op diff_dst_reorder;
 
     /* Weights: plain OIHW master copy, the formats forward and backward-data
      * chose, and the weight gradient before it is reordered back to OIHW. */
@@ -131,6 +138,28 @@ typedef struct {
     bool dropout_applied;
 } nn_head;
 
+/* Dimensions of a convolution without bias, with the same padding on every side. */
+typedef struct {
+    dnnl_dims_t src;
+    dnnl_dims_t weights;
+    dnnl_dims_t dst;
+    dnnl_dims_t strides;
+    dnnl_dims_t padding;
+} nn_conv_shape;
+
+/* Primitive descriptors of one convolution, owned by the context. */
+typedef struct {
+    dnnl_primitive_desc_t fwd;
+    dnnl_primitive_desc_t bwd_weights;
+    dnnl_primitive_desc_t bwd_data; /* NULL unless requested */
+} nn_conv_plan;
+
+/* Choose the memory formats of a convolution whose input has the format
+ * input_md, so that no pass runs a oneDNN reference kernel where some format
+ * avoids it (conv_formats.c explains why). */
+ap_status nn_conv_plan_create(nn_context *ctx, const nn_conv_shape *shape,
+                              const dnnl_memory_desc_t *input_md, bool needs_bwd_data,
+                              const char *layer, nn_conv_plan *plan, ap_error *err);
 ap_status nn_conv_create(nn_context *ctx, nn_conv *conv, nn_act *input, ap_net_tensor *weight,
                          int stride, bool needs_bwd_data, ap_error *err);
 ap_status nn_conv_forward(nn_context *ctx, nn_conv *conv, ap_error *err);

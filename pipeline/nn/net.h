@@ -86,6 +86,33 @@ ap_status ap_net_backward(ap_net *net, const float *d_logits, ap_error *err);
  * ap_net_backward. Training does not need it, so backward skips it. */
 ap_status ap_net_input_grad(ap_net *net, float *d_input, ap_error *err);
 
+/* Room for the memories of one primitive in ap_net_primitive. */
+#define AP_NET_MEMORIES_MAX 256
+
+/* One oneDNN primitive of a network, with the implementation oneDNN chose. */
+typedef struct {
+    const char *layer;          /* for example "stages.0.blocks.0.conv1" */
+    const char *pass;           /* for example "backward data" */
+    const char *kind;           /* oneDNN primitive kind, for example "convolution" */
+    const char *implementation; /* oneDNN implementation name, for example "jit:avx2" */
+    /* oneDNN's reference implementation ("ref:any"), a plain loop nest far
+     * slower than the jit kernels */
+    bool reference;
+    /* shapes and formats of the primitive's memories, for example
+     * "src 16x8x24x24 aBcd8b, weights 16x8x3x3 ABcd8b8a, dst 16x16x12x12 aBcd8b" */
+    char memories[AP_NET_MEMORIES_MAX];
+} ap_net_primitive;
+
+/* The oneDNN primitives of a network, in creation order. The strings stay
+ * valid until ap_net_destroy. Returns AP_ERR_INVALID for an index past the end. */
+size_t ap_net_primitive_count(const ap_net *net);
+ap_status ap_net_primitive_at(const ap_net *net, size_t index, ap_net_primitive *out,
+                              ap_error *err);
+/* Primitives running oneDNN's reference implementation: 0 unless, on this
+ * CPU, a convolution has no faster kernel in any memory format tried, or a
+ * batch norm, pooling or reorder has none for the format of its input. */
+size_t ap_net_reference_count(const ap_net *net);
+
 /* Floating-point operations of one training step (forward and backward)
  * and of one inference forward, per image, for throughput figures. */
 double ap_net_flops_per_image(const ap_net *net, bool training);

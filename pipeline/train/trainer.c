@@ -430,6 +430,20 @@ static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err
     return AP_OK;
 }
 
+/* oneDNN's reference kernels are orders of magnitude slower than its jit
+ * ones; name each one so a slow run on an unusual CPU is explained. */
+static void warn_reference_primitives(const ap_net *net)
+{
+    if (ap_net_reference_count(net) == 0)
+        return;
+    for (size_t i = 0; i < ap_net_primitive_count(net); i++) {
+        ap_net_primitive primitive;
+        if (ap_net_primitive_at(net, i, &primitive, NULL) == AP_OK && primitive.reference)
+            AP_WARN("slow oneDNN reference kernel for %s %s (%s): %s", primitive.layer,
+                    primitive.pass, primitive.kind, primitive.memories);
+    }
+}
+
 static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
 {
     const ap_config *cfg = t->cfg;
@@ -467,6 +481,7 @@ static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
     if (status != AP_OK)
         return status;
 
+    warn_reference_primitives(t->net);
     AP_INFO("model: %zu parameters, %.1f MFLOP per training image, batch %d, %ld steps per "
             "epoch, %d threads",
             ap_net_param_total(t->net), ap_net_flops_per_image(t->net, true) / 1e6, t->batch,

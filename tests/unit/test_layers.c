@@ -23,6 +23,15 @@
         }                                                                                          \
     } while (0)
 
+#define CHECK_STR_EQ(actual, expected)                                                             \
+    do {                                                                                           \
+        if (strcmp((actual), (expected)) != 0) {                                                   \
+            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #actual, \
+                    (actual), (expected));                                                         \
+            check_failures++;                                                                      \
+        }                                                                                          \
+    } while (0)
+
 /* Central differences with a step of 1e-2 on float32 layers. Each output is
  * rounded to about 6e-8 relative, so over a few hundred outputs the loss
  * carries an error near 1e-6, and the difference quotient about 1e-4 of the
@@ -747,6 +756,56 @@ static void test_head(float dropout)
     free_tensor(&bias);
 }
 
+/* Memory descriptors read the way oneDNN's verbose log writes them. */
+static void check_description(int ndims, const dnnl_dims_t dims, dnnl_format_tag_t tag,
+                              const char *expected)
+{
+    dnnl_memory_desc_t md;
+    if (dnnl_memory_desc_init_by_tag(&md, ndims, dims, dnnl_f32, tag) != dnnl_success) {
+        fprintf(stderr, "cannot make a %s memory descriptor\n", dnnl_fmt_tag2str(tag));
+        check_failures++;
+        return;
+    }
+    char text[128];
+    nn_md_describe(&md, text, sizeof(text));
+    CHECK_STR_EQ(text, expected);
+}
+
+static void test_md_description(void)
+{
+    dnnl_dims_t act = {16, 8, 24, 24};
+    dnnl_dims_t weights = {16, 8, 3, 3};
+    dnnl_dims_t pooled = {16, 16, 1, 1};
+    dnnl_dims_t channels = {12};
+    check_description(4, act, dnnl_abcd, "16x8x24x24 abcd");
+    check_description(4, act, dnnl_aBcd16b, "16x8x24x24 aBcd16b");
+    check_description(4, act, dnnl_aBcd8b, "16x8x24x24 aBcd8b");
+    check_description(4, act, dnnl_acdb, "16x8x24x24 acdb");
+    check_description(4, act, dnnl_format_tag_any, "16x8x24x24 any");
+    check_description(4, weights, dnnl_ABcd16b16a, "16x8x3x3 ABcd16b16a");
+    check_description(4, weights, dnnl_ABcd8a8b, "16x8x3x3 ABcd8a8b");
+    check_description(4, weights, dnnl_Acdb16a, "16x8x3x3 Acdb16a");
+    check_description(4, pooled, dnnl_aBcd16b, "16x16x1x1 aBcd16b");
+    check_description(4, pooled, dnnl_abcd, "16x16x1x1 abcd");
+    check_description(1, channels, dnnl_a, "12 a");
+}
+
+/* No primitive created by the tests above, convolutions with 3 to 16 input
+ * channels, kernels 1 to 7 and strides 1 and 2 among them, runs oneDNN's
+ * reference implementation: some memory format has a jit kernel for each. */
+static void test_no_reference_kernels(void)
+{
+    int found = 0;
+    for (size_t i = 0; i < ctx.record_count; i++) {
+        const nn_op_record *record = &ctx.records[i];
+        if (!nn_pd_is_reference(record->pd))
+            continue;
+        fprintf(stderr, "%s %s runs %s\n", record->layer, record->pass, nn_pd_impl(record->pd));
+        found++;
+    }
+    CHECK_INT_EQ(found, 0);
+}
+
 /* A failed oneDNN call names the call, the layer and oneDNN's status. */
 static void test_backend_error(void)
 {
@@ -794,6 +853,8 @@ int main(void)
     test_head(0.0f);
     test_head(0.5f);
 
+    test_no_reference_kernels();
+    test_md_description();
     test_backend_error();
 
     nn_context_release(&ctx);

@@ -1,6 +1,6 @@
 /* The whole CPU network: tensor layout, forward against a plain C reference,
  * gradients of every tensor and of the input against central differences,
- * determinism and rejected specs. */
+ * determinism, rejected specs and the oneDNN kernels chosen. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,11 +37,12 @@
  * O(step^2), is smaller still. Batch norm over a few values puts many ReLU
  * inputs near zero, and a step that crosses one bends the difference. Where
  * the differences at the step and at half of it disagree by more than
- * FD_KINK of the scale, the sample is skipped. Skips depend only on the
- * forward function, not on the gradients under test, so a quarter of the
- * samples may be skipped without hiding a wrong gradient. The tolerance of
- * 1e-2 of the tensor's largest gradient sits above both effects and far below
- * the error of a wrong or missing term. */
+ * FD_KINK of the scale, the sample is skipped. The scale is the largest of
+ * the tensor's analytic gradients and of the sampled differences, so a
+ * gradient that is wrongly zero still meets a finite scale and fails instead
+ * of turning every sample into a kink. A quarter of the samples may be
+ * skipped. The tolerance of 1e-2 of the scale sits above both effects and far
+ * below the error of a wrong or missing term. */
 #define FD_STEP      1e-3
 #define FD_TOLERANCE 1e-2
 #define FD_KINK      3e-3
@@ -551,23 +552,30 @@ static double central_difference(grad_case *test, float *value, double step)
 static size_t check_gradient(grad_case *test, const char *what, float *values,
                              const float *analytic, size_t count)
 {
+    size_t samples = count < FD_SAMPLES ? count : FD_SAMPLES;
+    size_t indices[FD_SAMPLES];
+    double numeric[FD_SAMPLES];
+    double half[FD_SAMPLES];
     double scale = 1e-6;
     for (size_t i = 0; i < count; i++)
         scale = fmax(scale, fabs(analytic[i]));
-    size_t samples = count < FD_SAMPLES ? count : FD_SAMPLES;
+    for (size_t s = 0; s < samples; s++) {
+        indices[s] = (s * count) / samples + (s * 5) % (count / samples);
+        numeric[s] = central_difference(test, &values[indices[s]], FD_STEP);
+        half[s] = central_difference(test, &values[indices[s]], FD_STEP / 2);
+        scale = fmax(scale, fabs(numeric[s]));
+    }
     size_t skipped = 0;
     for (size_t s = 0; s < samples; s++) {
-        size_t index = (s * count) / samples + (s * 5) % (count / samples);
-        double numeric = central_difference(test, &values[index], FD_STEP);
-        double half = central_difference(test, &values[index], FD_STEP / 2);
-        if (fabs(numeric - half) > FD_KINK * scale) {
+        size_t index = indices[s];
+        if (fabs(numeric[s] - half[s]) > FD_KINK * scale) {
             skipped++;
             continue;
         }
-        double error = fabs(numeric - analytic[index]) / scale;
+        double error = fabs(numeric[s] - analytic[index]) / scale;
         if (!(error <= FD_TOLERANCE))
             fprintf(stderr, "%s[%zu]: analytic %.7g, numeric %.7g, error %.3g of scale %.3g\n",
-                    what, index, (double)analytic[index], numeric, error, scale);
+                    what, index, (double)analytic[index], numeric[s], error, scale);
         CHECK(error <= FD_TOLERANCE);
     }
     return skipped;
@@ -639,6 +647,19 @@ static void test_gradients_match_differences(void)
     identity.stage_blocks[0] = 2;
     identity.stage_blocks[1] = 1;
     check_net_gradients(&identity, 2);
+
+    /* 8-channel stages as in configs/ci.yaml, and a 5x5 stride-2 stem whose
+     * backward data has no jit kernel for the forward's output format, so
+     * the output gradient is reordered into another one first. */
+    ap_net_spec eight = tiny_spec();
+    eight.height = 24;
+    eight.width = 24;
+    eight.stem_channels = 8;
+    eight.stem_kernel = 5;
+    eight.stem_stride = 2;
+    eight.stage_channels[0] = 8;
+    eight.stage_channels[1] = 16;
+    check_net_gradients(&eight, 2);
 }
 
 /* ---- determinism ---- */
@@ -808,6 +829,145 @@ static void test_call_order(void)
     free(d_input);
 }
 
+/* ---- oneDNN implementations ---- */
+
+typedef struct {
+    const char *name;
+    ap_net_spec spec;
+    int batch;
+} kernel_case;
+
+static kernel_case make_kernel_case(const char *name, int size, int stem_channels, int stem_kernel,
+                                    int stem_stride, int batch)
+{
+    kernel_case test;
+    memset(&test, 0, sizeof(test));
+    test.name = name;
+    test.batch = batch;
+    test.spec = tiny_spec();
+    test.spec.height = size;
+    test.spec.width = size;
+    test.spec.stem_channels = stem_channels;
+    test.spec.stem_kernel = stem_kernel;
+    test.spec.stem_stride = stem_stride;
+    test.spec.label_count = 4;
+    return test;
+}
+
+static void set_stages(kernel_case *test, int count, const int *channels, const int *blocks)
+{
+    test->spec.stage_count = count;
+    for (int i = 0; i < count; i++) {
+        test->spec.stage_channels[i] = channels[i];
+        test->spec.stage_blocks[i] = blocks[i];
+    }
+}
+
+/* Print every primitive of net that runs oneDNN's reference implementation
+ * and return how many do. */
+static size_t report_reference_primitives(const char *name, ap_net *net)
+{
+    size_t found = 0;
+    for (size_t i = 0; i < ap_net_primitive_count(net); i++) {
+        ap_net_primitive primitive;
+        REQUIRE_OK(ap_net_primitive_at(net, i, &primitive, err));
+        if (!primitive.reference)
+            continue;
+        fprintf(stderr, "%s: %s %s (%s) runs %s: %s\n", name, primitive.layer, primitive.pass,
+                primitive.kind, primitive.implementation, primitive.memories);
+        found++;
+    }
+    return found;
+}
+
+static void check_no_reference_kernels(const kernel_case *test)
+{
+    fprintf(stderr, "oneDNN kernels: %s\n", test->name);
+    ap_net *net = NULL;
+    REQUIRE_OK(ap_net_create(&test->spec, test->batch, 1, &net, err));
+    size_t found = report_reference_primitives(test->name, net);
+    CHECK_INT_EQ(found, 0);
+    CHECK_INT_EQ(ap_net_reference_count(net), found);
+    ap_net_destroy(net);
+}
+
+/* Every convolution, batch norm, pooling and reorder of these networks has a
+ * jit kernel in some memory format on AVX2 and AVX-512 machines, so none may
+ * fall back to the reference kernels, which run far slower.
+ * Run this test with ONEDNN_MAX_CPU_ISA=AVX2 as well to cover AVX2 machines. */
+static void test_no_reference_kernels(void)
+{
+    kernel_case cases[12];
+    int count = 0;
+    const int ones[4] = {1, 1, 1, 1};
+    const int twos[4] = {2, 2, 2, 2};
+
+    /* configs/ci.yaml and configs/local.yaml */
+    cases[count] = make_kernel_case("ci config", 48, 8, 3, 1, 16);
+    set_stages(&cases[count++], 2, (int[]){8, 16}, ones);
+    cases[count] = make_kernel_case("local config", 96, 16, 3, 1, 32);
+    set_stages(&cases[count++], 3, (int[]){16, 32, 64}, ones);
+
+    /* Stems of 3, 8, 16 and 32 channels with strides 1 and 2, stage
+     * channels that fill, pad or span memory blocks, more or fewer channels
+     * than the stage before, identity and projection shortcuts. */
+    cases[count] = make_kernel_case("stem 3, stages 8 16", 32, 3, 3, 1, 8);
+    set_stages(&cases[count++], 2, (int[]){8, 16}, ones);
+    cases[count] = make_kernel_case("stem 8 stride 2, stages 4 12 24", 64, 8, 5, 2, 4);
+    set_stages(&cases[count++], 3, (int[]){4, 12, 24}, ones);
+    cases[count] = make_kernel_case("stem 16 stride 2, stages 8 8", 40, 16, 7, 2, 16);
+    set_stages(&cases[count++], 2, (int[]){8, 8}, twos);
+    cases[count] = make_kernel_case("stem 32, stages 32 64 128", 48, 32, 3, 1, 8);
+    set_stages(&cases[count++], 3, (int[]){32, 64, 128}, (int[]){2, 1, 1});
+    cases[count] = make_kernel_case("stem 3 stride 2, stages 3 5", 24, 3, 3, 2, 3);
+    set_stages(&cases[count++], 2, (int[]){3, 5}, twos);
+    cases[count] = make_kernel_case("stem 24, stages 40 20 10 6", 50, 24, 3, 1, 2);
+    set_stages(&cases[count++], 4, (int[]){40, 20, 10, 6}, ones);
+
+    for (int i = 0; i < count; i++)
+        check_no_reference_kernels(&cases[i]);
+}
+
+/* The primitive report names layers, passes, kernels and memories. */
+static void test_primitive_report(void)
+{
+    ap_net_spec spec = tiny_spec();
+    ap_net *net = NULL;
+    REQUIRE_OK(ap_net_create(&spec, 2, 1, &net, err));
+    size_t count = ap_net_primitive_count(net);
+    CHECK(count > 20);
+
+    ap_net_primitive first;
+    REQUIRE_OK(ap_net_primitive_at(net, 0, &first, err));
+    CHECK_STR_EQ(first.layer, "stem.conv");
+    CHECK_STR_EQ(first.pass, "forward");
+    CHECK_STR_EQ(first.kind, "convolution");
+    CHECK_STR_CONTAINS(first.memories, "src 2x3x12x10 ");
+    CHECK_STR_CONTAINS(first.memories, ", weights 4x3x3x3 ");
+    CHECK_STR_CONTAINS(first.memories, ", dst 2x4x6x5 ");
+    CHECK(first.implementation[0] != '\0');
+
+    int kinds_seen[4] = {0};
+    const char *kinds[4] = {"convolution", "batch_normalization", "pooling_v2", "reorder"};
+    for (size_t i = 0; i < count; i++) {
+        ap_net_primitive primitive;
+        REQUIRE_OK(ap_net_primitive_at(net, i, &primitive, err));
+        for (int k = 0; k < 4; k++)
+            kinds_seen[k] += strcmp(primitive.kind, kinds[k]) == 0;
+    }
+    for (int k = 0; k < 4; k++) {
+        if (kinds_seen[k] == 0)
+            fprintf(stderr, "no %s primitive in the report\n", kinds[k]);
+        CHECK(kinds_seen[k] > 0);
+    }
+
+    ap_error err = {0};
+    ap_net_primitive past_end;
+    CHECK_INT_EQ(ap_net_primitive_at(net, count, &past_end, &err), AP_ERR_INVALID);
+    CHECK_STR_CONTAINS(err.message, "past the last");
+    ap_net_destroy(net);
+}
+
 int main(void)
 {
     test_tensor_layout();
@@ -817,5 +977,7 @@ int main(void)
     test_determinism();
     test_bad_specs();
     test_call_order();
+    test_no_reference_kernels();
+    test_primitive_report();
     return check_finish();
 }
