@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "pipeline/common/fsutil.h"
+#include "pipeline/common/log.h"
 #include "pipeline/registry/registry.h"
 #include "pipeline/train/trainer.h"
 
@@ -40,28 +41,116 @@ static ap_status locate_run(const ap_config *cfg, run_files *files, ap_error *er
     return ap_sha256_file(files->model, files->model_sha256, err);
 }
 
-/* Read the verdict and check that the report names these exact weights. */
-static ap_status read_verdict(const run_files *files, bool *passed, ap_error *err)
+/* Check one rule of the config against its entry in the report: the report
+ * must have evaluated exactly this rule, and its recorded value must meet it. */
+static bool rule_holds(const json_t *report, const char *rule_text, char *why, size_t why_size)
+{
+    const json_t *entry;
+    size_t index;
+    json_array_foreach(json_object_get(report, "rules"), index, entry)
+    {
+        const char *text = json_string_value(json_object_get(entry, "rule"));
+        if (text == NULL || strcmp(text, rule_text) != 0)
+            continue;
+        const json_t *actual = json_object_get(entry, "actual");
+        const json_t *limit = json_object_get(entry, "limit");
+        const char *op = json_string_value(json_object_get(entry, "op"));
+        if (!json_is_number(actual) || !json_is_number(limit) || op == NULL) {
+            snprintf(why, why_size, "rule \"%s\" has no recorded value", rule_text);
+            return false;
+        }
+        double value = json_number_value(actual), bound = json_number_value(limit);
+        bool holds = strcmp(op, ">=") == 0 ? value >= bound : value <= bound;
+        if (!holds)
+            snprintf(why, why_size, "rule \"%s\" fails with %.4f", rule_text, value);
+        return holds;
+    }
+    snprintf(why, why_size, "rule \"%s\" of the config is not in the report", rule_text);
+    return false;
+}
+
+/* True when every entry of an array (data checks) or object (comparison
+ * labels) has "passed": true. */
+static bool all_passed(const json_t *entries, const char *what, char *why, size_t why_size)
+{
+    const char *key;
+    json_t *entry;
+    size_t index;
+    if (json_is_array(entries)) {
+        json_array_foreach(entries, index, entry)
+        {
+            if (!json_is_true(json_object_get(entry, "passed"))) {
+                const char *name = json_string_value(json_object_get(entry, "name"));
+                snprintf(why, why_size, "%s %s failed", what, name ? name : "(unnamed)");
+                return false;
+            }
+        }
+    } else if (json_is_object(entries)) {
+        json_object_foreach((json_t *)entries, key, entry)
+        {
+            if (!json_is_true(json_object_get(entry, "passed"))) {
+                snprintf(why, why_size, "%s of %s failed", what, key);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* The report passes under the config's gate: its verdict, every configured
+ * rule recomputed from the recorded values, every data check and every
+ * champion comparison. A report made under other rules, or edited to say
+ * passed, does not. */
+static bool report_passes(const json_t *report, const ap_config *cfg, char *why, size_t why_size)
+{
+    if (!json_is_true(json_object_get(report, "passed"))) {
+        snprintf(why, why_size, "the report's verdict is failed");
+        return false;
+    }
+    for (int i = 0; i < cfg->gate.rule_count; i++)
+        if (!rule_holds(report, cfg->gate.rules[i], why, why_size))
+            return false;
+    if (!all_passed(json_object_get(report, "data_checks"), "data check", why, why_size))
+        return false;
+    const json_t *comparison = json_object_get(report, "comparison");
+    if (!json_is_true(json_object_get(comparison, "skipped")) &&
+        !all_passed(json_object_get(comparison, "labels"), "the champion comparison", why,
+                    why_size))
+        return false;
+    return true;
+}
+
+/* Read the report, check that it names these exact weights, and decide
+ * whether it passes under the config's gate. */
+static ap_status read_verdict(const run_files *files, const ap_config *cfg, bool *passed,
+                              int *compared_champion, ap_error *err)
 {
     json_error_t json_err;
     json_t *report = json_load_file(files->report, 0, &json_err);
     if (report == NULL)
-        return ap_error_set(err, AP_ERR_FORMAT, "%s is not valid JSON (line %d: %s); rerun "
-                            "apiary validate", files->report, json_err.line, json_err.text);
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s is not valid JSON (line %d: %s); rerun apiary validate",
+                            files->report, json_err.line, json_err.text);
     const char *reported = json_string_value(json_object_get(report, "model_sha256"));
-    json_t *verdict = json_object_get(report, "passed");
     ap_status status = AP_OK;
-    if (!json_is_boolean(verdict))
+    if (!json_is_boolean(json_object_get(report, "passed")))
         status = ap_error_set(err, AP_ERR_FORMAT, "%s has no boolean \"passed\" verdict",
                               files->report);
     else if (reported == NULL || strcmp(reported, files->model_sha256) != 0)
         status = ap_error_set(err, AP_ERR_INVALID,
                               "%s validated other weights (sha256 %.12s) than %s (sha256 %.12s); "
-                              "rerun apiary validate for this model",
+                              "retrain the run or validate it again",
                               files->report, reported ? reported : "missing", files->model,
                               files->model_sha256);
-    else
-        *passed = json_is_true(verdict);
+    if (status == AP_OK) {
+        char why[256] = "";
+        *passed = report_passes(report, cfg, why, sizeof(why));
+        if (!*passed)
+            AP_WARN("%s does not pass the configured gate: %s", files->report, why);
+        json_t *version = json_object_get(json_object_get(report, "comparison"),
+                                          "champion_version");
+        *compared_champion = json_is_integer(version) ? (int)json_integer_value(version) : 0;
+    }
     json_decref(report);
     return status;
 }
@@ -90,6 +179,39 @@ static ap_status find_version_with_model(ap_registry *registry, const char *mode
     }
     ap_registry_free_versions(versions, count);
     return status;
+}
+
+/* The comparison in the report is only meaningful against the champion it
+ * was made with: a champion promoted since then needs a new validation. */
+static ap_status check_champion_unchanged(ap_registry *registry, const char *model,
+                                          const char *alias, int compared, const run_files *files,
+                                          ap_error *err)
+{
+    if (strcmp(alias, AP_REGISTRY_CHAMPION) != 0)
+        return AP_OK;
+    int current = 0;
+    ap_error lookup_err = {0};
+    ap_status status = ap_registry_get_alias(registry, model, alias, &current, &lookup_err);
+    if (status == AP_ERR_NOT_FOUND) {
+        current = 0;
+    } else if (status != AP_OK) {
+        *err = lookup_err;
+        return status;
+    }
+    if (current == compared)
+        return AP_OK;
+    /* Promoting the weights that already are the champion changes nothing. */
+    int same = 0;
+    status = find_version_with_model(registry, model, files->model_sha256, &same, err);
+    if (status != AP_OK || (same != 0 && same == current))
+        return status;
+    char before[32] = "no champion";
+    if (compared > 0)
+        snprintf(before, sizeof(before), "version %d", compared);
+    return ap_error_set(err, AP_ERR_INVALID,
+                        "champion is version %d now, but %s was compared with %s; run apiary "
+                        "validate again so the model is compared with the current champion",
+                        current, files->report, before);
 }
 
 static ap_status register_run(ap_registry *registry, const ap_promote_request *request,
@@ -150,9 +272,10 @@ ap_status ap_promote(const ap_promote_request *request, ap_promote_outcome *outc
                             "--force needs --reason TEXT saying why the gate is overridden");
 
     run_files files;
+    int compared_champion = 0;
     ap_status status = locate_run(request->cfg, &files, err);
     if (status == AP_OK)
-        status = read_verdict(&files, &outcome->passed, err);
+        status = read_verdict(&files, request->cfg, &outcome->passed, &compared_champion, err);
     if (status != AP_OK)
         return status;
     if (!outcome->passed && !request->force) {
@@ -163,6 +286,8 @@ ap_status ap_promote(const ap_promote_request *request, ap_promote_outcome *outc
     ap_registry *registry = NULL;
     const char *model = request->cfg->registry.model_name;
     status = ap_registry_open(request->cfg->registry.uri, &registry, err);
+    if (status == AP_OK && !request->force)
+        status = check_champion_unchanged(registry, model, alias, compared_champion, &files, err);
     if (status == AP_OK)
         status = find_version_with_model(registry, model, files.model_sha256, &outcome->version,
                                          err);

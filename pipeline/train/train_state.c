@@ -1,6 +1,9 @@
 #include "pipeline/train/train_state.h"
 
+#include "pipeline/common/fsutil.h"
+
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,16 +64,54 @@ static ap_status collect_tensors(ap_net *net, const ap_optimizer *opt, tensor_li
     return AP_OK;
 }
 
+/* SHA-256 over every tensor's name and bytes, in file order, and the
+ * position, so that a changed byte or an edited position is detected. */
+static void hash_contents(const ap_st_tensor *tensors, size_t count, const char *const *position,
+                          size_t position_count, char hex[65])
+{
+    ap_sha256_ctx *ctx = ap_sha256_begin();
+    for (size_t i = 0; i < count; i++) {
+        size_t elements = 1;
+        for (int d = 0; d < tensors[i].ndim; d++)
+            elements *= (size_t)tensors[i].shape[d];
+        ap_sha256_update(ctx, tensors[i].name, strlen(tensors[i].name) + 1);
+        ap_sha256_update(ctx, tensors[i].data, elements * sizeof(float));
+    }
+    for (size_t i = 0; i < position_count; i++)
+        ap_sha256_update(ctx, position[i], strlen(position[i]) + 1);
+    ap_sha256_end(ctx, hex);
+}
+
+/* Name of the first tensor holding NaN or infinity, or NULL. */
+static const char *first_non_finite(const ap_st_tensor *tensors, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        size_t elements = 1;
+        for (int d = 0; d < tensors[i].ndim; d++)
+            elements *= (size_t)tensors[i].shape[d];
+        for (size_t j = 0; j < elements; j++)
+            if (!isfinite(tensors[i].data[j]))
+                return tensors[i].name;
+    }
+    return NULL;
+}
+
 ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer *opt,
                               const ap_train_position *position, const ap_st_meta *extra,
                               size_t extra_count, ap_error *err)
 {
     tensor_list list = {0};
-    ap_st_meta *meta = calloc(extra_count + 6, sizeof(*meta));
-    char numbers[5][32];
+    ap_st_meta *meta = calloc(extra_count + 7, sizeof(*meta));
+    char numbers[5][32], content_hash[65];
     ap_status status = collect_tensors(net, opt, &list, err);
     if (status == AP_OK && meta == NULL)
         status = ap_error_set(err, AP_ERR_NOMEM, "cannot allocate checkpoint metadata");
+    const char *bad = status == AP_OK ? first_non_finite(list.tensors, list.count) : NULL;
+    if (bad != NULL)
+        status = ap_error_set(err, AP_ERR_INVALID,
+                              "not saving %s: tensor %s holds NaN or infinity, so training "
+                              "diverged; lower train.learning_rate and train again",
+                              path, bad);
     if (status != AP_OK)
         goto cleanup;
 
@@ -86,6 +127,10 @@ ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer 
         meta[meta_count++] = (ap_st_meta){"global_step", numbers[2]};
         meta[meta_count++] = (ap_st_meta){"optimizer_step", numbers[3]};
         meta[meta_count++] = (ap_st_meta){"config_sha256", position->config_hash};
+        const char *values[] = {numbers[0], numbers[1], numbers[2], numbers[3],
+                                position->config_hash};
+        hash_contents(list.tensors, list.count, values, 5, content_hash);
+        meta[meta_count++] = (ap_st_meta){"content_sha256", content_hash};
     }
     for (size_t i = 0; i < extra_count; i++)
         meta[meta_count++] = extra[i];
@@ -115,6 +160,12 @@ static ap_status copy_tensor(const ap_st_file *file, const char *path, const cha
                             "%s: tensor %s has a different shape than the network expects "
                             "(check model.* and data.labels settings)",
                             path, name);
+    for (size_t i = 0; i < tensor->size; i++)
+        if (!isfinite(loaded->data[i]))
+            return ap_error_set(err, AP_ERR_FORMAT,
+                                "%s: tensor %s holds NaN or infinity; the file is damaged or "
+                                "training diverged, so do not use it",
+                                path, name);
     memcpy(dst, loaded->data, tensor->size * sizeof(float));
     return AP_OK;
 }
@@ -156,6 +207,36 @@ static ap_status load_position(const ap_st_file *file, const char *path, ap_opti
     return AP_OK;
 }
 
+/* Compare the loaded state with the content hash saved beside it. */
+static ap_status verify_contents(const ap_st_file *file, const char *path, ap_net *net,
+                                 const ap_optimizer *opt, ap_error *err)
+{
+    static const char *const keys[] = {"epoch", "step_in_epoch", "global_step", "optimizer_step",
+                                       "config_sha256"};
+    const char *values[5];
+    for (int i = 0; i < 5; i++) {
+        values[i] = ap_st_meta_get(file, keys[i]);
+        if (values[i] == NULL)
+            values[i] = "";
+    }
+    const char *saved = ap_st_meta_get(file, "content_sha256");
+    tensor_list list = {0};
+    ap_status status = collect_tensors(net, opt, &list, err);
+    if (status == AP_OK) {
+        char actual[65];
+        hash_contents(list.tensors, list.count, values, 5, actual);
+        if (saved == NULL || strcmp(saved, actual) != 0)
+            status = ap_error_set(err, AP_ERR_FORMAT,
+                                  "%s does not match its content hash, so it was damaged or "
+                                  "edited; delete it to train the run from the start, or "
+                                  "choose another run_name",
+                                  path);
+    }
+    free(list.tensors);
+    free(list.names);
+    return status;
+}
+
 ap_status ap_train_state_load(const char *path, ap_net *net, ap_optimizer *opt,
                               ap_train_position *position, ap_error *err)
 {
@@ -183,6 +264,8 @@ ap_status ap_train_state_load(const char *path, ap_net *net, ap_optimizer *opt,
         snprintf(name, sizeof(name), MOMENT_PREFIX_SECOND "%s", tensor->name);
         status = copy_tensor(&file, path, name, tensor, opt->second_moment[i], err);
     }
+    if (status == AP_OK && opt != NULL && position != NULL)
+        status = verify_contents(&file, path, net, opt, err);
     ap_st_file_free(&file);
     return status;
 }

@@ -40,6 +40,32 @@ grep -q "wasp.recall.lower >= 0.999" "$work/bad.out" || fail "the failed rule is
 "$APIARY" registry list -c "$config" "${common[@]}" > "$work/list.out"
 [ "$(grep -c '^[0-9]' "$work/list.out")" -eq 1 ] || fail "a failing model was registered"
 
+# A report edited to say passed, or made under weaker rules, does not pass the
+# configured gate: promote recomputes each rule from the recorded values.
+python3 - "$work/bad/report.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+report["passed"], report["failed_rules"] = True, []
+json.dump(report, open(sys.argv[1], "w"))
+PY
+set +e
+"$APIARY" promote -c "$config" "${common[@]}" --set run_name=bad --set seed=7 \
+    --set 'gate.rules=wasp.recall.lower >= 0.999' > /dev/null 2> "$work/edited.err"
+code=$?
+set -e
+[ "$code" -eq 3 ] || fail "an edited report was promoted (exit $code)"
+grep -q "does not pass the configured gate" "$work/edited.err" || fail "no reason for the block"
+"$APIARY" validate -c "$config" "${common[@]}" --set run_name=bad --set seed=7 \
+    --set 'gate.rules=wasp.recall >= 0.0' --set gate.max_regression=1 > /dev/null 2>&1 ||
+    fail "a lenient validation failed"
+set +e
+"$APIARY" promote -c "$config" "${common[@]}" --set run_name=bad --set seed=7 \
+    --set 'gate.rules=wasp.recall.lower >= 0.999' > /dev/null 2>&1
+code=$?
+set -e
+[ "$code" -eq 3 ] || fail "a report made under weaker rules was promoted (exit $code)"
+[ "$(champion)" = 1 ] || fail "champion moved"
+
 # promote alone also blocks it, and --force needs a reason.
 bad=(-c "$config" "${common[@]}" --set run_name=bad --set seed=7)
 set +e

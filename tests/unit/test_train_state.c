@@ -118,6 +118,31 @@ int main(void)
     CHECK_INT_EQ(ap_train_state_load(path, other, NULL, NULL, &err), AP_ERR_FORMAT);
     CHECK_STR_CONTAINS(err.message, "stages.1");
 
+    /* A changed byte in the tensor data is detected by the content hash. */
+    FILE *file = fopen(path, "r+b");
+    CHECK(file != NULL);
+    fseek(file, -5, SEEK_END);
+    int byte = fgetc(file);
+    fseek(file, -5, SEEK_END);
+    fputc(byte ^ 0x01, file);
+    fclose(file);
+    CHECK_INT_EQ(ap_train_state_load(path, restored, &restored_opt, &restored_position, &err),
+                 AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "content hash");
+
+    /* Weights holding NaN are neither saved nor loaded. */
+    ap_net_tensor *first = ap_net_tensor_at(weights_only, 0);
+    first->data[0] = NAN;
+    CHECK_INT_EQ(ap_train_state_save(path, weights_only, NULL, NULL, NULL, 0, &err),
+                 AP_ERR_INVALID);
+    CHECK_STR_CONTAINS(err.message, "NaN");
+    ap_st_tensor nan_tensor = {.name = first->name, .ndim = first->ndim, .data = first->data};
+    for (int d = 0; d < first->ndim; d++)
+        nan_tensor.shape[d] = first->shape[d];
+    CHECK_INT_EQ(ap_safetensors_write(bad_path, &nan_tensor, 1, NULL, 0, &err), AP_OK);
+    CHECK_INT_EQ(ap_train_state_load(bad_path, weights_only, NULL, NULL, &err), AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "NaN");
+
     ap_optimizer_free(&opt);
     ap_optimizer_free(&restored_opt);
     ap_net_destroy(net);
