@@ -157,3 +157,18 @@ bool ap_config_equal(const ap_config *a, const ap_config *b)
             return false;
     return true;
 }
+
+void ap_config_model_settings(const ap_config *cfg, bool training, ap_config *out)
+{
+    ap_config_defaults(out);
+    out->seed = cfg->seed;
+    out->data = cfg->data;
+    out->split = cfg->split;
+    out->model = cfg->model;
+    if (!training)
+        return;
+    out->train = cfg->train;
+    out->train.threads = 0;
+    out->train.log_every = 1;
+    out->train.checkpoint_every = 1;
+}

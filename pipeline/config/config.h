@@ -78,6 +78,8 @@ typedef struct {
     double contrast;   /* maximum relative contrast change */
     int log_every;     /* steps between log lines */
     int checkpoint_every; /* epochs between checkpoints */
+    int accumulation_steps; /* micro-batches per optimizer step in each process */
+    int collective_timeout; /* seconds a process waits for the others in one collective */
 } ap_train_config;
 
 typedef struct {
@@ -100,6 +102,52 @@ typedef struct {
     char model_name[AP_NAME_MAX]; /* registered model whose aliases (champion) are used */
 } ap_registry_config;
 
+/* Blob store settings for s3:// URIs in data.root and output_dir. */
+typedef struct {
+    char endpoint[AP_PATH_MAX];  /* "" takes AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS */
+    char region[AP_NAME_MAX];    /* "" takes AWS_REGION, AWS_DEFAULT_REGION, or us-east-1 */
+    char path_style[8];          /* "auto", "true" or "false" */
+    char ca_bundle[AP_PATH_MAX]; /* PEM file of trusted CAs; "" uses the system's */
+    int concurrency;             /* transfers at once */
+    int retries;                 /* attempts after a failed one */
+    int timeout;                 /* seconds without progress before an attempt is aborted */
+    char cache_dir[AP_PATH_MAX]; /* local copies of objects, reused while their ETag matches */
+} ap_store_config;
+
+#define AP_SCORE_MAX_ALERTS 16
+#define AP_SCORE_ALERT_MAX  128
+
+typedef struct {
+    char model[AP_NAME_MAX];  /* registry alias or version number ("3" or "v3") */
+    char input[AP_PATH_MAX];  /* folder of images, searched recursively */
+    char output[AP_PATH_MAX]; /* predictions go to output/v<VERSION> */
+    int batch_size;           /* images per inference forward pass */
+    int chunk_size;           /* images decoded while the previous chunk runs inference */
+    int threads;              /* 0: all cores */
+    char group_pattern[AP_NAME_MAX]; /* "none", "dir", "dir:N" or "name:N" */
+    /* "LABEL.METRIC OP VALUE" with METRIC count or rate and OP >, >=, < or <= */
+    char alerts[AP_SCORE_MAX_ALERTS][AP_SCORE_ALERT_MAX];
+    int alert_count;
+} ap_score_config;
+
+typedef struct {
+    char host[256];                   /* address or host name to listen on */
+    int port;                         /* 0: any free port */
+    int threads;                      /* HTTP connection threads */
+    int inference_threads;            /* OpenMP threads of the network, 0: all cores */
+    int64_t max_body_bytes;           /* request body limit */
+    int64_t max_image_pixels;         /* decoded width * height limit per image */
+    int max_images;                   /* images per request */
+    int request_timeout_seconds;      /* idle time before a connection is closed */
+    int shutdown_timeout_seconds;     /* wait for in-flight requests on SIGTERM */
+    int max_concurrent;               /* requests served at once, health and /metrics aside */
+    int batch_size;                   /* images per inference forward pass */
+    int batch_wait_ms;                /* wait for more requests to fill a batch */
+    char model[AP_NAME_MAX];          /* registry alias or version number */
+    int watch_seconds;                /* registry poll interval */
+    char auth_token_env[AP_NAME_MAX]; /* variable holding the bearer token, empty: no auth */
+} ap_serve_config;
+
 typedef struct {
     char source_path[AP_PATH_MAX]; /* the YAML file, for messages */
     char run_name[AP_NAME_MAX];
@@ -112,6 +160,9 @@ typedef struct {
     ap_train_config train;
     ap_gate_config gate;
     ap_registry_config registry;
+    ap_store_config store;
+    ap_score_config score;
+    ap_serve_config serve;
 } ap_config;
 
 /* Fill cfg with every default from the table. */
@@ -130,6 +181,12 @@ ap_status ap_config_load_string(const char *yaml, const char *name, ap_config *c
  * ("data.labels=wasp,bee"). The value is used as is: no ${VAR} expansion.
  * On failure cfg is unchanged. */
 ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err);
+
+/* Copy into out only the settings that shape a trained model (seed, data,
+ * split, model and, with training set, train), leaving every other key at
+ * its default, so two configs can be compared or hashed on those alone.
+ * Threads, logging and checkpoint frequency are never copied. */
+void ap_config_model_settings(const ap_config *cfg, bool training, ap_config *out);
 
 /* Check every key against its bounds (fields may have been set by code) and
  * the rules that span several keys (for example stage counts match). */

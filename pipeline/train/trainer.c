@@ -77,23 +77,14 @@ static void run_path(const trainer *t, const char *name, char *out, size_t out_s
     snprintf(out, out_size, "%s/%s", t->run_dir, name);
 }
 
-/* Hash of the settings that shape the trained weights. Threads, logging,
- * checkpoint frequency, the gate and the registry are left out so a resumed
- * run may change them. */
+/* Hash of the settings that shape the trained weights. The epoch count is
+ * left out so that a resumed run may be extended. */
 static void compute_config_hash(const ap_config *cfg, char hex[65])
 {
-    ap_config copy = *cfg, defaults;
-    ap_config_defaults(&defaults);
-    copy.gate = defaults.gate;
-    copy.registry = defaults.registry;
-    copy.train.threads = 0;
-    copy.train.log_every = 1;
-    copy.train.checkpoint_every = 1;
-    copy.train.epochs = 1;
-    memset(copy.source_path, 0, sizeof(copy.source_path));
-    memset(copy.log_level, 0, sizeof(copy.log_level));
-    memset(copy.output_dir, 0, sizeof(copy.output_dir));
-    char *yaml = ap_config_to_yaml(&copy);
+    ap_config settings;
+    ap_config_model_settings(cfg, true, &settings);
+    settings.train.epochs = 1;
+    char *yaml = ap_config_to_yaml(&settings);
     ap_sha256_hex(yaml ? yaml : "", yaml ? strlen(yaml) : 0, hex);
     free(yaml);
 }

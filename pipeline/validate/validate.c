@@ -41,20 +41,14 @@ static ap_status require_complete_run(const ap_validation *v, ap_error *err)
                         v->run_dir, v->cfg->source_path[0] ? v->cfg->source_path : "CONFIG");
 }
 
-/* Set the settings that do not shape the data, the split or the network
- * (run location, logging, training schedule, gate, registry) to those of
- * reference, so that comparing two configs compares only the rest. The
- * dataset folder is left out too because the data hashes are checked. */
+/* Reduce cfg to the settings that shape the data, the split and the network.
+ * The dataset folder is left out too because the data hashes are checked. */
 static void keep_shaping_settings(ap_config *cfg, const ap_config *reference)
 {
-    memcpy(cfg->source_path, reference->source_path, sizeof(cfg->source_path));
-    memcpy(cfg->run_name, reference->run_name, sizeof(cfg->run_name));
-    memcpy(cfg->output_dir, reference->output_dir, sizeof(cfg->output_dir));
-    memcpy(cfg->log_level, reference->log_level, sizeof(cfg->log_level));
-    memcpy(cfg->data.root, reference->data.root, sizeof(cfg->data.root));
-    cfg->train = reference->train;
-    cfg->gate = reference->gate;
-    cfg->registry = reference->registry;
+    ap_config shaping;
+    ap_config_model_settings(cfg, false, &shaping);
+    memcpy(shaping.data.root, reference->data.root, sizeof(shaping.data.root));
+    *cfg = shaping;
 }
 
 /* Describe the keys whose YAML lines differ. Both texts list every key in
