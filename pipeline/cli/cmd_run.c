@@ -1,11 +1,13 @@
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "pipeline/cli/cli.h"
 #include "pipeline/common/log.h"
 #include "pipeline/promote/promote.h"
+#include "pipeline/store/store.h"
 #include "pipeline/train/trainer.h"
 #include "pipeline/validate/gate.h"
 #include "pipeline/validate/validate.h"
@@ -68,6 +70,16 @@ static void print_summary(const json_t *report, const ap_promote_outcome *promot
         printf("registry: version %d is champion\n", promotion->version);
 }
 
+/* Upload the run folder when output_dir is in S3; log a failure. */
+static ap_status upload_outputs(const ap_store_outputs *outputs, const ap_config *cfg)
+{
+    ap_error err = {0};
+    ap_status status = ap_store_outputs_upload(outputs, cfg, &err);
+    if (status != AP_OK)
+        AP_ERROR("upload of the run folder to %s failed: %s", outputs->uri, err.message);
+    return status;
+}
+
 int ap_cmd_run(int argc, char **argv)
 {
     ap_cli_options options;
@@ -90,6 +102,16 @@ int ap_cmd_run(int argc, char **argv)
         return AP_EXIT_USAGE;
     }
 
+    /* An s3:// output_dir is staged locally and uploaded after each stage. */
+    ap_store_outputs outputs;
+    if (ap_store_outputs_begin(&cfg, &outputs, &err) != AP_OK)
+        return ap_cli_report("store", &err);
+    /* An s3:// data.root is synced once, and every stage reads the local copy. */
+    char data_root[AP_PATH_MAX];
+    if (ap_store_materialize(cfg.data.root, &cfg, data_root, &err) != AP_OK)
+        return ap_cli_report("store", &err);
+    memcpy(cfg.data.root, data_root, sizeof(cfg.data.root));
+
     ap_train_request train = {
         .cfg = &cfg,
         .resume = true,
@@ -97,14 +119,16 @@ int ap_cmd_run(int argc, char **argv)
     };
     ap_train_outcome trained;
     AP_INFO("stage 1 of 3: train");
-    if (ap_train(&train, &trained, &err) != AP_OK)
-        return ap_cli_report("train", &err);
+    ap_status trained_status = ap_train(&train, &trained, &err);
+    if (upload_outputs(&outputs, &cfg) != AP_OK || trained_status != AP_OK)
+        return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_IO;
 
     AP_INFO("stage 2 of 3: validate");
     ap_validate_request validate = {.cfg = &cfg};
     ap_validate_outcome validated = {0};
-    if (ap_validate(&validate, &validated, &err) != AP_OK)
-        return ap_cli_report("validate", &err);
+    ap_status validated_status = ap_validate(&validate, &validated, &err);
+    if (upload_outputs(&outputs, &cfg) != AP_OK || validated_status != AP_OK)
+        return validated_status != AP_OK ? ap_cli_report("validate", &err) : AP_EXIT_IO;
 
     AP_INFO("stage 3 of 3: promote");
     ap_promote_request promote = {.cfg = &cfg};
@@ -114,6 +138,8 @@ int ap_cmd_run(int argc, char **argv)
         code = ap_cli_report("promote", &err);
     else
         code = ap_cli_report_promotion(&promoted, "champion");
+    if (upload_outputs(&outputs, &cfg) != AP_OK && code == AP_EXIT_OK)
+        code = AP_EXIT_IO;
     if (code == AP_EXIT_OK || code == AP_EXIT_GATE_FAILED)
         print_summary(validated.report, &promoted);
     ap_validate_outcome_free(&validated);

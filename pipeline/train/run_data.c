@@ -7,6 +7,7 @@
 
 #include "pipeline/common/fsutil.h"
 #include "pipeline/common/log.h"
+#include "pipeline/store/store.h"
 
 /* Problems listed one by one in the log before the rest are only counted. */
 #define LOGGED_PROBLEMS_MAX 20
@@ -19,7 +20,13 @@ static ap_status load_images(const ap_config *cfg, const char *run_dir, ap_run_d
     for (int i = 0; i < cfg->data.label_count; i++)
         labels[i] = cfg->data.labels[i];
 
-    ap_status status = ap_path_join(path, sizeof(path), cfg->data.root, cfg->data.manifest, err);
+    /* data.root may be an s3:// prefix; its local copy is read instead. */
+    ap_data_config data_cfg = cfg->data;
+    ap_status status = ap_store_materialize(cfg->data.root, cfg, data_cfg.root, err);
+    if (status == AP_OK)
+        snprintf(data->local_root, sizeof(data->local_root), "%s", data_cfg.root);
+    if (status == AP_OK)
+        status = ap_path_join(path, sizeof(path), data_cfg.root, cfg->data.manifest, err);
     if (status == AP_OK)
         status = ap_manifest_load(path, labels, cfg->data.label_count, cfg->data.group_column,
                                   &data->manifest, err);
@@ -35,7 +42,7 @@ static ap_status load_images(const ap_config *cfg, const char *run_dir, ap_run_d
         status = ap_path_join(path, sizeof(path), cache_dir, "images.bin", err);
     if (status != AP_OK)
         return status;
-    return ap_image_set_load(&cfg->data, &data->manifest, path, &data->images, &data->report,
+    return ap_image_set_load(&data_cfg, &data->manifest, path, &data->images, &data->report,
                              err);
 }
 

@@ -17,6 +17,7 @@ typedef struct {
     ap_data_report report;
     size_t *part_images[3]; /* image indices of train, val and test */
     size_t part_count[3];
+    char local_root[AP_PATH_MAX]; /* data.root, or its local copy when it is a blob store */
     char manifest_hash[65]; /* SHA-256 of the manifest file */
     char split_hash[65];    /* SHA-256 of split.csv */
 } ap_run_data;

@@ -161,7 +161,7 @@ static const char *image_file(const ap_validation *v, size_t image)
 /* Hash an image file where the image loader finds it: root/file, else root/images/file. */
 static ap_status hash_image_file(const ap_validation *v, size_t image, char hex[65], ap_error *err)
 {
-    const char *root = v->cfg->data.root, *file = image_file(v, image);
+    const char *root = v->data.local_root, *file = image_file(v, image);
     char path[2 * AP_PATH_MAX + 16];
     ap_status status = ap_path_join(path, sizeof(path), root, file, err);
     if (status == AP_OK && !ap_path_exists(path))

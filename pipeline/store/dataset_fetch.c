@@ -1,0 +1,479 @@
+/* Downloading a dataset archive with resume and verification, and unpacking
+ * it safely with libarchive. */
+
+#include "pipeline/store/dataset_fetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "pipeline/common/fsutil.h"
+#include "pipeline/common/log.h"
+#include "pipeline/store/store.h"
+
+#define DOWNLOAD_FOLDER ".download"
+#define DONE_MARKER     ".apiary-dataset.json"
+/* Unpacking stops past this many bytes, so a zip bomb cannot fill the disk. */
+#define UNPACK_MAX_BYTES ((int64_t)64 << 30)
+#define UNPACK_MAX_FILES 10000000L
+
+static const ap_dataset_entry builtin_datasets[] = {
+    {.name = "beedataset",
+     .url = "https://raspbee.de/BeeDataset_20201121.zip",
+     .size = 201735620,
+     .sha256 = "f219c7dc5d81712fb6f3423e2f5468e648260f2032720d87ebf14f218b5e3e43",
+     .description = "BeeDataset (BeeAlarmed): 7,490 bee crops with varroa, pollen, wasps and "
+                    "cooling labels, GPL"},
+};
+
+const ap_dataset_entry *ap_dataset_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(builtin_datasets) / sizeof(builtin_datasets[0]); i++)
+        if (strcasecmp(builtin_datasets[i].name, name) == 0)
+            return &builtin_datasets[i];
+    return NULL;
+}
+
+/* ---- Download ---- */
+
+static bool loopback_host(const char *rest)
+{
+    static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        size_t length = strlen(hosts[i]);
+        if (strncmp(rest, hosts[i], length) == 0 &&
+            (rest[length] == ':' || rest[length] == '/' || rest[length] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+static ap_status check_request(const ap_dataset_fetch_request *request, ap_error *err)
+{
+    const char *url = request->url;
+    bool https = strncmp(url, "https://", 8) == 0;
+    bool local_http = strncmp(url, "http://", 7) == 0 && loopback_host(url + 7);
+    if (!https && !local_http)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "dataset URL %.300s must be https:// (plain http:// only to a "
+                            "loopback address)",
+                            url);
+    if (strpbrk(url, " \t\r\n") != NULL)
+        return ap_error_set(err, AP_ERR_INVALID, "dataset URL %.300s contains spaces", url);
+    size_t length = request->sha256 ? strlen(request->sha256) : 0;
+    bool hex = length == 64;
+    for (size_t i = 0; hex && i < length; i++)
+        hex = strchr("0123456789abcdefABCDEF", request->sha256[i]) != NULL;
+    if (!hex)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "a dataset download needs its SHA-256 (64 hex digits) to be "
+                            "verified; pass --sha256 HEX");
+    return AP_OK;
+}
+
+typedef struct {
+    FILE *file;
+    long status;
+    CURL *curl;
+    int64_t offset;  /* bytes in the file before this attempt */
+    int64_t written; /* bytes written by this attempt */
+    bool restart;    /* the server ignored the Range: rewrite from byte 0 */
+    char content_range[96];
+    bool failed;
+} download_state;
+
+static size_t on_download_header(char *line, size_t item_size, size_t count, void *user)
+{
+    download_state *state = user;
+    size_t size = item_size * count;
+    if (size > 14 && strncasecmp(line, "Content-Range:", 14) == 0) {
+        const char *value = line + 14;
+        while (*value == ' ')
+            value++;
+        snprintf(state->content_range, sizeof(state->content_range), "%.*s",
+                 (int)strcspn(value, "\r\n"), value);
+    }
+    return size;
+}
+
+static size_t on_download_body(char *data, size_t item_size, size_t count, void *user)
+{
+    download_state *state = user;
+    size_t size = item_size * count;
+    if (state->written == 0) {
+        curl_easy_getinfo(state->curl, CURLINFO_RESPONSE_CODE, &state->status);
+        if (state->status == 200 && state->offset > 0) {
+            /* The server sent the whole file; start over. */
+            if (ftruncate(fileno(state->file), 0) != 0 || fseeko(state->file, 0, SEEK_SET) != 0) {
+                state->failed = true;
+                return 0;
+            }
+            state->restart = true;
+        } else if (state->status == 206) {
+            char expected[64];
+            snprintf(expected, sizeof(expected), "bytes %lld-", (long long)state->offset);
+            if (strncmp(state->content_range, expected, strlen(expected)) != 0) {
+                state->failed = true;
+                return 0;
+            }
+        } else if (state->status != 200) {
+            return size; /* an error page: discard */
+        }
+    }
+    if (fwrite(data, 1, size, state->file) != size) {
+        state->failed = true;
+        return 0;
+    }
+    state->written += (int64_t)size;
+    return size;
+}
+
+/* One attempt: fetch from the end of the partial file onward. */
+static CURLcode download_attempt(const ap_dataset_fetch_request *request, FILE *file,
+                                 int64_t offset, download_state *state)
+{
+    memset(state, 0, sizeof(*state));
+    state->file = file;
+    state->offset = offset;
+    CURL *curl = state->curl = curl_easy_init();
+    if (curl == NULL)
+        return CURLE_FAILED_INIT;
+    char range[64];
+    snprintf(range, sizeof(range), "%lld-", (long long)offset);
+    curl_easy_setopt(curl, CURLOPT_URL, request->url);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (request->ca_bundle != NULL && request->ca_bundle[0] != '\0')
+        curl_easy_setopt(curl, CURLOPT_CAINFO, request->ca_bundle);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, request->stall_timeout_s);
+    if (offset > 0)
+        curl_easy_setopt(curl, CURLOPT_RANGE, range);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_download_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, state);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_download_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, state);
+    CURLcode code = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &state->status);
+    curl_easy_cleanup(curl);
+    if (fflush(file) != 0)
+        state->failed = true;
+    return code;
+}
+
+static int64_t file_length(FILE *file)
+{
+    struct stat info;
+    return fstat(fileno(file), &info) == 0 ? (int64_t)info.st_size : -1;
+}
+
+static void sleep_backoff(int attempt)
+{
+    long ms = 500L << (attempt < 6 ? attempt : 6);
+    ms = ms / 2 + rand() % (ms / 2 + 1);
+    struct timespec delay = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&delay, NULL);
+}
+
+static bool transient(CURLcode code, long status)
+{
+    if (code == CURLE_OK)
+        return status == 429 || status >= 500;
+    return code == CURLE_COULDNT_CONNECT || code == CURLE_OPERATION_TIMEDOUT ||
+           code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR || code == CURLE_GOT_NOTHING ||
+           code == CURLE_PARTIAL_FILE || code == CURLE_COULDNT_RESOLVE_HOST;
+}
+
+/* Download into the partial file until it is complete or a failure is final. */
+static ap_status download_partial(const ap_dataset_fetch_request *request, FILE *file,
+                                  const char *part, ap_dataset_fetch_result *result, ap_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        int64_t offset = file_length(file);
+        if (request->size >= 0 && offset > request->size) {
+            if (ftruncate(fileno(file), 0) != 0)
+                return ap_error_set(err, AP_ERR_IO, "cannot truncate %s", part);
+            offset = 0;
+        }
+        if (request->size >= 0 && offset == request->size)
+            return AP_OK;
+        if (attempt == 0 && offset > 0) {
+            result->resumed_at = offset;
+            AP_INFO("resuming the download of %s at byte %lld", request->url, (long long)offset);
+        }
+        fseeko(file, 0, SEEK_END);
+        download_state state;
+        CURLcode code = download_attempt(request, file, offset, &state);
+        result->downloaded += state.written;
+        if (state.failed)
+            return ap_error_set(err, AP_ERR_IO,
+                                "download of %s to %s failed: cannot write the file, or the "
+                                "server answered a range request with Content-Range \"%s\"",
+                                request->url, part, state.content_range);
+        if (code == CURLE_OK && (state.status == 200 || state.status == 206))
+            return AP_OK;
+        if (code == CURLE_OK && state.status == 416 && offset > 0)
+            return AP_OK; /* nothing past the end: the file may be complete; the hash decides */
+        bool retry = transient(code, state.status) && attempt < request->retries;
+        const char *reason = code != CURLE_OK ? curl_easy_strerror(code) : "HTTP error";
+        if (!retry)
+            return ap_error_set(
+                err, code == CURLE_OK && state.status == 404 ? AP_ERR_NOT_FOUND : AP_ERR_IO,
+                "download of %s failed after %d attempts: %s (HTTP %ld); run "
+                "the command again to resume",
+                request->url, attempt + 1, reason, state.status);
+        AP_WARN("download of %s: %s (HTTP %ld); retrying", request->url, reason, state.status);
+        sleep_backoff(attempt);
+    }
+}
+
+static ap_status verify_download(const ap_dataset_fetch_request *request, const char *part,
+                                 ap_error *err)
+{
+    struct stat info;
+    if (stat(part, &info) != 0)
+        return ap_error_set(err, AP_ERR_IO, "cannot inspect %s: %s", part, strerror(errno));
+    if (request->size >= 0 && info.st_size != request->size)
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "download of %s has %lld bytes, expected %lld; run the command "
+                            "again to resume",
+                            request->url, (long long)info.st_size, (long long)request->size);
+    char actual[65];
+    ap_status status = ap_sha256_file(part, actual, err);
+    if (status != AP_OK)
+        return status;
+    if (strcasecmp(actual, request->sha256) != 0) {
+        unlink(part);
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "download of %s has SHA-256 %s, expected %s; the file was deleted, "
+                            "so the next run downloads it afresh",
+                            request->url, actual, request->sha256);
+    }
+    return AP_OK;
+}
+
+ap_status ap_dataset_download(const ap_dataset_fetch_request *request, const char *path,
+                              ap_dataset_fetch_result *result, ap_error *err)
+{
+    ap_status status = check_request(request, err);
+    if (status != AP_OK)
+        return status;
+    char part[AP_PATH_MAX + 16];
+    if (snprintf(part, sizeof(part), "%s.part", path) >= (int)sizeof(part))
+        return ap_error_set(err, AP_ERR_INVALID, "path %s is too long", path);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return ap_error_set(err, AP_ERR_BACKEND, "cannot initialise libcurl");
+    int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    FILE *file = fd >= 0 ? fdopen(fd, "r+b") : NULL;
+    if (file == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return ap_error_set(err, AP_ERR_IO, "cannot open %s: %s", part, strerror(errno));
+    }
+    status = download_partial(request, file, part, result, err);
+    if (fsync(fileno(file)) != 0 && status == AP_OK)
+        status = ap_error_set(err, AP_ERR_IO, "cannot flush %s: %s", part, strerror(errno));
+    fclose(file);
+    if (status == AP_OK)
+        status = verify_download(request, part, err);
+    if (status == AP_OK && rename(part, path) != 0)
+        status =
+            ap_error_set(err, AP_ERR_IO, "cannot rename %s to %s: %s", part, path, strerror(errno));
+    return status;
+}
+
+/* ---- Unpack ---- */
+
+/* The entry name without a leading "./" or trailing '/'. */
+static void clean_name(const char *raw, char *out, size_t size)
+{
+    while (strncmp(raw, "./", 2) == 0)
+        raw += 2;
+    snprintf(out, size, "%s", raw);
+    size_t length = strlen(out);
+    while (length > 0 && out[length - 1] == '/')
+        out[--length] = '\0';
+}
+
+static ap_status write_entry(struct archive *archive, const char *dir, const char *name,
+                             int64_t *total, ap_error *err)
+{
+    char path[AP_PATH_MAX * 2];
+    ap_status status = ap_store_local_path(dir, name, path, sizeof(path), err);
+    ap_atomic_file file;
+    if (status == AP_OK)
+        status = ap_atomic_open(&file, path, err);
+    if (status != AP_OK)
+        return status;
+    const void *block;
+    size_t size;
+    la_int64_t offset;
+    int code;
+    while (status == AP_OK &&
+           (code = archive_read_data_block(archive, &block, &size, &offset)) == ARCHIVE_OK) {
+        *total += (int64_t)size;
+        if (*total > UNPACK_MAX_BYTES)
+            status = ap_error_set(err, AP_ERR_LIMIT, "archive unpacks to more than %lld bytes",
+                                  (long long)UNPACK_MAX_BYTES);
+        else
+            status = ap_atomic_write(&file, block, size, err);
+    }
+    if (status == AP_OK && code != ARCHIVE_EOF)
+        status = ap_error_set(err, AP_ERR_FORMAT, "cannot unpack %s: %s", name,
+                              archive_error_string(archive));
+    if (status == AP_OK)
+        return ap_atomic_commit(&file, err);
+    ap_atomic_abort(&file);
+    return status;
+}
+
+static ap_status unpack_entry(struct archive *archive, struct archive_entry *entry, const char *dir,
+                              int64_t *total, long *files, ap_error *err)
+{
+    const char *raw = archive_entry_pathname_utf8(entry);
+    if (raw == NULL)
+        raw = archive_entry_pathname(entry);
+    char name[AP_PATH_MAX];
+    clean_name(raw ? raw : "", name, sizeof(name));
+    mode_t type = archive_entry_filetype(entry);
+    if (archive_entry_symlink(entry) != NULL || archive_entry_hardlink(entry) != NULL ||
+        (type != AE_IFREG && type != AE_IFDIR))
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "archive entry %.300s is a link or a special file; only files and "
+                            "folders are unpacked",
+                            name);
+    ap_status status = ap_store_check_key(name, err);
+    if (status != AP_OK)
+        return ap_error_prefix(err, "archive entry rejected");
+    if (type == AE_IFDIR) {
+        char path[AP_PATH_MAX * 2], inner[AP_PATH_MAX + 8];
+        snprintf(inner, sizeof(inner), "%s/x", name);
+        return ap_store_local_path(dir, inner, path, sizeof(path), err);
+    }
+    if (++*files > UNPACK_MAX_FILES)
+        return ap_error_set(err, AP_ERR_LIMIT, "archive has more than %ld files", UNPACK_MAX_FILES);
+    return write_entry(archive, dir, name, total, err);
+}
+
+ap_status ap_dataset_unpack(const char *path, const char *dir, long *files, ap_error *err)
+{
+    *files = 0;
+    struct archive *archive = archive_read_new();
+    if (archive == NULL)
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot create an archive reader");
+    archive_read_support_format_zip(archive);
+    archive_read_support_format_tar(archive);
+    archive_read_support_filter_all(archive);
+    ap_status status = ap_mkdirs(dir, err);
+    if (status == AP_OK && archive_read_open_filename(archive, path, 1 << 16) != ARCHIVE_OK)
+        status = ap_error_set(err, AP_ERR_FORMAT, "cannot open archive %s: %s", path,
+                              archive_error_string(archive));
+    int64_t total = 0;
+    struct archive_entry *entry;
+    int code = ARCHIVE_OK;
+    while (status == AP_OK && (code = archive_read_next_header(archive, &entry)) == ARCHIVE_OK)
+        status = unpack_entry(archive, entry, dir, &total, files, err);
+    if (status == AP_OK && code != ARCHIVE_EOF)
+        status = ap_error_set(err, AP_ERR_FORMAT, "archive %s is damaged: %s", path,
+                              archive_error_string(archive));
+    archive_read_free(archive);
+    return status;
+}
+
+/* ---- The whole fetch ---- */
+
+static bool already_unpacked(const char *dir, const char *sha256, ap_dataset_fetch_result *result)
+{
+    char path[AP_PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, DONE_MARKER);
+    json_t *marker = json_load_file(path, 0, NULL);
+    const char *recorded = json_string_value(json_object_get(marker, "sha256"));
+    const char *root = json_string_value(json_object_get(marker, "data_root"));
+    bool done = recorded != NULL && strcasecmp(recorded, sha256) == 0;
+    if (done)
+        snprintf(result->data_root, sizeof(result->data_root), "%s", root ? root : dir);
+    json_decref(marker);
+    return done;
+}
+
+static ap_status write_marker(const ap_dataset_fetch_request *request,
+                              const ap_dataset_fetch_result *result, ap_error *err)
+{
+    char path[AP_PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", request->dir, DONE_MARKER);
+    json_t *marker =
+        json_pack("{s:s, s:s, s:I, s:s}", "url", request->url, "sha256", request->sha256, "files",
+                  (json_int_t)result->files, "data_root", result->data_root);
+    char *text = marker ? json_dumps(marker, JSON_INDENT(2)) : NULL;
+    json_decref(marker);
+    if (text == NULL)
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot encode %s", path);
+    ap_status status = ap_write_atomic(path, text, strlen(text), err);
+    free(text);
+    return status;
+}
+
+/* The archive's file name: the last segment of the URL path, made safe. */
+static void archive_name(const char *url, char *out, size_t size)
+{
+    const char *end = url + strcspn(url, "?#");
+    const char *start = end;
+    while (start > url && start[-1] != '/')
+        start--;
+    snprintf(out, size, "%.*s", (int)(end - start), start);
+    for (char *p = out; *p != '\0'; p++)
+        if (*p == '/' || (unsigned char)*p < 0x20)
+            *p = '_';
+    if (out[0] == '\0' || out[0] == '.')
+        snprintf(out, size, "archive");
+}
+
+ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_fetch_result *result,
+                           ap_error *err)
+{
+    memset(result, 0, sizeof(*result));
+    ap_status status = check_request(request, err);
+    if (status != AP_OK)
+        return status;
+    if (already_unpacked(request->dir, request->sha256, result)) {
+        result->already_done = true;
+        return AP_OK;
+    }
+    char folder[AP_PATH_MAX + 32], name[256], path[AP_PATH_MAX + 300];
+    snprintf(folder, sizeof(folder), "%s/%s", request->dir, DOWNLOAD_FOLDER);
+    archive_name(request->url, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", folder, name);
+    status = ap_mkdirs(folder, err);
+    char existing[65] = "";
+    if (status == AP_OK && ap_path_exists(path) && ap_sha256_file(path, existing, err) == AP_OK &&
+        strcasecmp(existing, request->sha256) == 0)
+        AP_INFO("%s is already downloaded and verified", path);
+    else if (status == AP_OK)
+        status = ap_dataset_download(request, path, result, err);
+    if (status == AP_OK)
+        status = ap_dataset_unpack(path, request->dir, &result->files, err);
+    if (status == AP_OK) {
+        snprintf(result->data_root, sizeof(result->data_root), "%s", request->dir);
+        status = ap_dataset_convert_bee(request->dir, &result->manifests, result->data_root, err);
+    }
+    if (status == AP_OK)
+        status = write_marker(request, result, err);
+    return status;
+}
