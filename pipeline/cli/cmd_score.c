@@ -1,0 +1,239 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline/cli/cli.h"
+#include "pipeline/common/log.h"
+#include "pipeline/score/score.h"
+#include "pipeline/score/score_alerts.h"
+#include "pipeline/score/score_input.h"
+
+static void print_score_help(void)
+{
+    puts("usage: apiary score -c CONFIG [--model REF] [--input DIR] [--output DIR]\n"
+         "                    [--set KEY=VALUE]...\n"
+         "\n"
+         "Score every .jpg, .jpeg and .png image below DIR with a registered model\n"
+         "(registry.uri, registry.model_name) and write, into OUTPUT/v<VERSION>:\n"
+         "  predictions.jsonl  one row per image: probability and decision per label,\n"
+         "                     or the error for an image that cannot be decoded\n"
+         "  predictions.csv    the same rows as CSV\n"
+         "  summary.json       counts and rates per label, in total and per group, and\n"
+         "                     the score.alerts conditions that are met\n"
+         "A rerun skips images that already have a row for the same model version, so an\n"
+         "interrupted run continues where it stopped; predictions.csv and summary.json\n"
+         "are rewritten when a run completes. Another version writes its own folder.\n"
+         "\n"
+         "  -c, --config FILE   YAML config (see the score section of configs/local.yaml)\n"
+         "  --model REF         alias or version number, such as champion or 3\n"
+         "                      (default score.model)\n"
+         "  --input DIR         folder of images (default score.input)\n"
+         "  --output DIR        folder for the results (default score.output)\n"
+         "  --set KEY=VALUE     override one config key, for example\n"
+         "                      --set 'score.alerts=wasp.count >= 1,varroa.rate > 0.05'\n"
+         "  -h, --help          show this help\n"
+         "\n"
+         "Alerts are printed and written to summary.json; they do not change the exit\n"
+         "code, which is 0 whenever scoring completes, also with alerts and with images\n"
+         "that failed to decode. An unknown model version or alias exits with 2, a stop\n"
+         "by SIGTERM or SIGINT with 6; see apiary --help for the other codes.");
+}
+
+/* The options only score has, taken out of argv before the shared parser reads it. */
+typedef struct {
+    const char *model;
+    const char *input;
+    const char *output;
+} score_flags;
+
+/* Move --model, --input and --output into flags and the other arguments into
+ * rest. Returns false after printing a usage error. */
+static bool split_flags(int argc, char **argv, score_flags *flags, char **rest, int *rest_count)
+{
+    static const char *const names[] = {"--model", "--input", "--output"};
+    const char **targets[] = {&flags->model, &flags->input, &flags->output};
+    memset(flags, 0, sizeof(*flags));
+    *rest_count = 0;
+    for (int i = 0; i < argc; i++) {
+        int match = -1;
+        for (int n = 0; n < 3; n++)
+            if (strcmp(argv[i], names[n]) == 0)
+                match = n;
+        bool is_value =
+            i > 0 && (strcmp(argv[i - 1], "--set") == 0 || strcmp(argv[i - 1], "-c") == 0 ||
+                      strcmp(argv[i - 1], "--config") == 0);
+        if (match < 0 || is_value) {
+            rest[(*rest_count)++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+            fprintf(stderr, "apiary: %s needs a value (see --help)\n", argv[i]);
+            return false;
+        }
+        *targets[match] = argv[++i];
+    }
+    return true;
+}
+
+/* Apply the flags as overrides of their config keys, with the same checks. */
+static bool apply_flags(const score_flags *flags, ap_config *cfg)
+{
+    static const char *const keys[] = {"score.model", "score.input", "score.output"};
+    const char *values[] = {flags->model, flags->input, flags->output};
+    for (int i = 0; i < 3; i++) {
+        if (values[i] == NULL)
+            continue;
+        char assignment[AP_PATH_MAX + 64];
+        ap_error err = {0};
+        if (snprintf(assignment, sizeof(assignment), "%s=%s", keys[i], values[i]) >=
+                (int)sizeof(assignment) ||
+            ap_config_set(cfg, assignment, &err) != AP_OK) {
+            fprintf(stderr, "apiary: invalid %s: %s\n", keys[i] + 6,
+                    err.message[0] != '\0' ? err.message : "the value is too long");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reject a bad group pattern or alert before any work; labels are checked
+ * once the model is loaded. */
+static bool check_settings(const ap_config *cfg)
+{
+    ap_group_pattern pattern;
+    static ap_score_alert alerts[AP_SCORE_MAX_ALERTS];
+    int alert_count = 0;
+    ap_error err = {0};
+    if (ap_group_pattern_parse(cfg->score.group_pattern, &pattern, &err) != AP_OK ||
+        ap_score_alerts_parse(&cfg->score, alerts, &alert_count, &err) != AP_OK) {
+        fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+        return false;
+    }
+    if (cfg->score.input[0] == '\0') {
+        fprintf(stderr, "apiary: no input folder; pass --input DIR or set score.input\n");
+        return false;
+    }
+    return true;
+}
+
+static void log_warnings(const ap_score_outcome *outcome)
+{
+    if (!outcome->card_thresholds)
+        AP_WARN("the model card has no validated threshold for every label; labels without "
+                "one use 0.5");
+    if (outcome->repaired)
+        AP_WARN("dropped a damaged last line of %s/predictions.jsonl, left by an interrupted "
+                "run; its image is scored again",
+                outcome->output_dir);
+    if (outcome->rejected > 0)
+        AP_WARN("skipped %zu files whose names are not valid UTF-8; rename them to score them",
+                outcome->rejected);
+    if (outcome->listed == 0)
+        AP_WARN("the input folder contains no .jpg, .jpeg or .png images");
+}
+
+static void print_label_table(const ap_score_outcome *outcome)
+{
+    const json_t *summary = outcome->summary;
+    const json_t *totals = json_object_get(summary, "totals");
+    const json_t *thresholds = json_object_get(json_object_get(summary, "model"), "thresholds");
+    printf("  all %" JSON_INTEGER_FORMAT " rows, %" JSON_INTEGER_FORMAT
+           " decoded, %" JSON_INTEGER_FORMAT " errors:\n",
+           json_integer_value(json_object_get(totals, "images")),
+           json_integer_value(json_object_get(totals, "decoded")),
+           json_integer_value(json_object_get(totals, "errors")));
+    printf("    %-16s %-9s %-9s %s\n", "label", "threshold", "positive", "rate");
+    const char *label;
+    const json_t *counts;
+    json_object_foreach((json_t *)json_object_get(totals, "labels"), label, counts)
+    {
+        const json_t *rate = json_object_get(counts, "rate");
+        printf("    %-16s %-9.3f %-9" JSON_INTEGER_FORMAT " ", label,
+               json_number_value(json_object_get(thresholds, label)),
+               json_integer_value(json_object_get(counts, "count")));
+        if (json_is_number(rate))
+            printf("%.4f\n", json_number_value(rate));
+        else
+            printf("n/a\n");
+    }
+}
+
+static void print_summary(const ap_config *cfg, const ap_score_outcome *outcome)
+{
+    printf("scored %zu images with %s version %d (sha256 %.12s): %zu errors, %zu already "
+           "scored\n",
+           outcome->scored, cfg->registry.model_name, outcome->model_version, outcome->model_sha256,
+           outcome->errors, outcome->skipped);
+    if (outcome->scored > 0)
+        printf("  %.1f images/s with %d threads (%.2f s; decoding %.2f s, inference %.2f s)\n",
+               (double)outcome->scored / outcome->seconds, outcome->threads, outcome->seconds,
+               outcome->decode_seconds, outcome->inference_seconds);
+    print_label_table(outcome);
+    for (size_t i = 0; i < outcome->hit_count; i++) {
+        const ap_score_alert_hit *hit = &outcome->hits[i];
+        printf("alert: %s: %s%s is %g\n", hit->alert, hit->group != NULL ? "group " : "totals",
+               hit->group != NULL ? hit->group : "", hit->value);
+        AP_WARN("alert %s: %s%s is %g", hit->alert, hit->group != NULL ? "group " : "totals",
+                hit->group != NULL ? hit->group : "", hit->value);
+    }
+    printf("alerts: %zu\noutput: %s\n", outcome->hit_count, outcome->output_dir);
+}
+
+/* Fetch the model; a reference that does not resolve is a usage error. */
+static int fetch_model(const ap_config *cfg, ap_score_model_source *source)
+{
+    ap_error err = {0};
+    ap_status status = ap_score_fetch_model(cfg, source, &err);
+    if (status == AP_OK)
+        return AP_EXIT_OK;
+    if (source->version == 0 && (status == AP_ERR_NOT_FOUND || status == AP_ERR_INVALID)) {
+        AP_ERROR("score failed: model %s: %s", cfg->score.model, err.message);
+        return AP_EXIT_USAGE;
+    }
+    return ap_cli_report("score", &err);
+}
+
+int ap_cmd_score(int argc, char **argv)
+{
+    char *rest[256];
+    int rest_count = 0;
+    score_flags flags;
+    if (argc > (int)(sizeof(rest) / sizeof(rest[0]))) {
+        fprintf(stderr, "apiary: too many arguments\n");
+        return AP_EXIT_USAGE;
+    }
+    ap_cli_options options;
+    if (!split_flags(argc, argv, &flags, rest, &rest_count) ||
+        !ap_cli_parse(rest_count, rest, 0, &options))
+        return AP_EXIT_USAGE;
+    if (options.help) {
+        print_score_help();
+        return AP_EXIT_OK;
+    }
+    static ap_config cfg;
+    if (!ap_cli_load_config(&options, &cfg) || !apply_flags(&flags, &cfg) || !check_settings(&cfg))
+        return AP_EXIT_USAGE;
+
+    ap_score_model_source source;
+    int code = fetch_model(&cfg, &source);
+    if (code != AP_EXIT_OK)
+        return code;
+    AP_INFO("scoring %s with %s version %d", cfg.score.input, cfg.registry.model_name,
+            source.version);
+    ap_score_request request = {
+        .cfg = &cfg, .model = &source, .stop = ap_cli_install_stop_handler()};
+    ap_score_outcome outcome;
+    ap_error err = {0};
+    ap_status status = ap_score_run(&request, &outcome, &err);
+    if (status == AP_OK || status == AP_ERR_INTERRUPTED)
+        log_warnings(&outcome);
+    if (status == AP_OK) {
+        print_summary(&cfg, &outcome);
+    } else if (outcome.alert_rejected) {
+        fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+        code = AP_EXIT_USAGE;
+    } else {
+        code = ap_cli_report("score", &err);
+    }
+    ap_score_outcome_free(&outcome);
+    return code;
+}
