@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# jobs/submit. --dry-run prints a ConfigMap with the config file and a Job made
+# from the CronJob template, and both validate offline (Kubernetes 1.31 and 1.37
+# schemas, jobs/check-manifests). Invalid arguments exit with code 2 and a
+# message. Against a stand-in kubectl on PATH that records its calls, a
+# submission creates the ConfigMap, the Job and the owner reference, and
+# --follow exits with the apiary exit code of the failed pod.
+source "$(dirname "$0")/common.sh"
+src="$APIARY_SOURCE_DIR"
+venv="${APIARY_TEST_VENV:-$src/.venv-test}"
+python="$venv/bin/python"
+"$python" -c 'import kubernetes_validate, jsonschema, yaml' 2> /dev/null ||
+    skip "kubernetes-validate is not installed; run scripts/install-test-tools"
+[ -x "$venv/bin/kubectl" ] || skip "kubectl is not installed; run scripts/install-test-tools"
+work=$(make_work_dir jobs-submit)
+submit="$src/jobs/submit"
+config="$src/configs/nightly.yaml"
+check=("$python" "$src/jobs/check-manifests" -k 1.31.0 -k 1.37.0 --apiary "$APIARY")
+export APIARY_PYTHON="$python"
+
+# Dry run from the base CronJob: valid manifests carrying the config and overrides.
+"$submit" -c "$config" --name apiary-manual-test --set train.epochs=40 \
+    --set 'gate.rules=wasps.recall.lower >= 0.9' --dry-run > "$work/dry.yaml" 2> "$work/dry.err" ||
+    { cat "$work/dry.err"; fail "jobs/submit --dry-run failed"; }
+"$venv/bin/kubectl" kustomize "$src/jobs/base" > "$work/base.yaml"
+"${check[@]}" "$work/dry.yaml" "$work/base.yaml" > "$work/check.out" ||
+    { cat "$work/check.out"; fail "the dry-run manifests fail check-manifests"; }
+"$python" - "$work/dry.yaml" "$config" <<'PY' || fail "the dry-run manifests are not as expected"
+import sys
+import yaml
+
+documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = [d["kind"] for d in documents]
+assert kinds == ["ConfigMap", "Job"], kinds
+config_map, job = documents
+assert config_map["metadata"]["name"] == "apiary-manual-test-config", config_map["metadata"]
+stored = config_map["data"]["nightly.yaml"]
+original = open(sys.argv[2]).read()
+assert stored == original, "the ConfigMap does not hold the config file unchanged"
+assert job["metadata"]["name"] == "apiary-manual-test", job["metadata"]
+pod = job["spec"]["template"]["spec"]
+container = [c for c in pod["containers"] if c["name"] == "apiary"][0]
+expected = ["run", "-c", "/etc/apiary/nightly.yaml", "--set", "train.epochs=40",
+            "--set", "gate.rules=wasps.recall.lower >= 0.9"]
+assert container["args"] == expected, container["args"]
+volume = [v for v in pod["volumes"] if v["name"] == "config"][0]
+assert volume["configMap"] == {"name": "apiary-manual-test-config"}, volume
+labels = job["spec"]["template"]["metadata"]["labels"]
+assert labels["app.kubernetes.io/component"] == "manual-retrain", labels
+assert "namespace" not in job["metadata"], job["metadata"]
+PY
+
+# From a rendered overlay: its namespace and image, or the image given.
+"$venv/bin/kubectl" kustomize "$src/jobs/overlays/production" > "$work/production.yaml"
+"$submit" -c "$config" --name apiary-manual-prod --template "$work/production.yaml" \
+    --image registry.example.com/apiary/apiary:0.2.0-rc1 -n apiary --dry-run > "$work/prod.yaml" ||
+    fail "jobs/submit --dry-run --template failed"
+"${check[@]}" --pinned-images "$work/prod.yaml" "$work/production.yaml" > "$work/prod.out" ||
+    { cat "$work/prod.out"; fail "the dry-run manifests from the production overlay fail"; }
+grep -q "image: registry.example.com/apiary/apiary:0.2.0-rc1" "$work/prod.yaml" ||
+    fail "--image did not replace the image"
+[ "$(grep -c '^  namespace: apiary$' "$work/prod.yaml")" -eq 2 ] ||
+    fail "the ConfigMap and the Job are not both in namespace apiary"
+
+# Invalid arguments: exit code 2 and a message that names the problem.
+expect_usage_error() {
+    local message=$1
+    shift
+    set +e
+    "$submit" "$@" > "$work/usage.out" 2> "$work/usage.err"
+    local code=$?
+    set -e
+    [ "$code" -eq 2 ] || fail "jobs/submit $* exited with $code, expected 2"
+    grep -qF -- "$message" "$work/usage.err" ||
+        { cat "$work/usage.err"; fail "jobs/submit $* did not print '$message'"; }
+    [ ! -s "$work/usage.out" ] || fail "jobs/submit $* printed manifests despite the error"
+}
+expect_usage_error "missing -c CONFIG" --dry-run
+expect_usage_error "config file $work/none.yaml not found" -c "$work/none.yaml" --dry-run
+expect_usage_error "invalid --set 'train epochs=3'" -c "$config" --set 'train epochs=3' --dry-run
+expect_usage_error "invalid --set 'train.epochs'" -c "$config" --set train.epochs --dry-run
+expect_usage_error "invalid --set '=3'" -c "$config" --set =3 --dry-run
+expect_usage_error "--set needs a value" -c "$config" --set
+expect_usage_error "invalid --name 'Apiary_Manual'" -c "$config" --name Apiary_Manual --dry-run
+expect_usage_error "unknown argument '--epochs'" -c "$config" --epochs 3
+expect_usage_error "--follow cannot be combined with --dry-run" -c "$config" --follow --dry-run
+expect_usage_error "has no CronJob named nightly" -c "$config" --cronjob nightly --dry-run
+printf 'train: [\n' > "$work/broken.yaml"
+expect_usage_error "is not valid YAML" -c "$work/broken.yaml" --dry-run
+printf -- '- a list\n' > "$work/list.yaml"
+expect_usage_error "is not a YAML mapping" -c "$work/list.yaml" --dry-run
+head -c 1100000 /dev/zero | tr '\0' '#' > "$work/huge.yaml"
+expect_usage_error "larger than a ConfigMap can hold" -c "$work/huge.yaml" --dry-run
+
+# A submission against a stand-in kubectl that serves the base CronJob as
+# JSON, records every call in calls.log and plays a Job whose pod fails with
+# exit code 3 (the gate) or succeeds, as FAKE_OUTCOME selects.
+"$python" -c 'import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+print(json.dumps([d for d in docs if d["kind"] == "CronJob"][0]))' \
+    "$src/jobs/base/nightly-cronjob.yaml" > "$work/cronjob.json"
+mkdir -p "$work/bin"
+cat > "$work/bin/kubectl" <<'EOF'
+#!/usr/bin/env bash
+state=$FAKE_STATE
+echo "$*" >> "$state/calls.log"
+file=""
+previous=""
+for arg in "$@"; do
+    [ "$previous" = "-f" ] && file=$arg
+    previous=$arg
+done
+args=" $* "
+case "$args" in
+*" get cronjob apiary-nightly -o json "*) cat "$state/cronjob.json" ;;
+*" apply -f "*) cp "$file" "$state/applied.yaml" ;;
+*" create -f "*) cp "$file" "$state/created.yaml"; printf 'uid-1234' ;;
+*" patch configmap "*) ;;
+*" get job "*)
+    count=$(cat "$state/polls" 2> /dev/null || echo 0)
+    echo $((count + 1)) > "$state/polls"
+    if [ "$count" -ge 1 ]; then
+        [ "$FAKE_OUTCOME" = fail ] && printf 'FailureTarget\nFailed\n' || printf 'Complete\n'
+    fi
+    ;;
+*" get pods "*) printf 'apiary-manual-fake-x1' ;;
+*"jsonpath={.status.phase}"*) [ "$FAKE_OUTCOME" = fail ] && printf Failed || printf Succeeded ;;
+*"exitCode}"*) printf '3' ;;
+*" logs -f "*) echo "apiary log line" ;;
+*) echo "stand-in kubectl: unexpected call: $*" >&2; exit 1 ;;
+esac
+EOF
+chmod +x "$work/bin/kubectl"
+run_fake() {
+    local outcome=$1
+    shift
+    rm -rf "$work/state" && mkdir -p "$work/state"
+    cp "$work/cronjob.json" "$work/state/cronjob.json"
+    set +e
+    PATH="$work/bin:$PATH" FAKE_STATE="$work/state" FAKE_OUTCOME="$outcome" \
+        "$submit" -c "$config" -n apiary "$@" > "$work/submit.out" 2> "$work/submit.err"
+    code=$?
+    set -e
+}
+
+run_fake pass --name apiary-manual-live --set train.epochs=3
+[ "$code" -eq 0 ] || { cat "$work/submit.err"; fail "a submission exited with $code"; }
+[ "$(cat "$work/submit.out")" = apiary-manual-live ] || fail "jobs/submit did not print the Job name"
+grep -q '^--namespace apiary get cronjob apiary-nightly -o json$' "$work/state/calls.log" ||
+    fail "jobs/submit did not read the CronJob from the namespace"
+[ "$(grep -c -e ' apply -f ' -e ' create -f ' "$work/state/calls.log")" -eq 2 ] ||
+    fail "jobs/submit did not create both the ConfigMap and the Job"
+grep -n -e ' apply -f ' -e ' create -f ' "$work/state/calls.log" | head -n 1 | grep -q ' apply -f ' ||
+    fail "jobs/submit created the Job before its ConfigMap"
+grep -q 'patch configmap apiary-manual-live-config --type merge -p .*"uid":"uid-1234"' \
+    "$work/state/calls.log" || fail "the ConfigMap does not get the Job as its owner"
+grep -q 'train.epochs=3' "$work/state/created.yaml" || fail "the created Job lacks the override"
+
+run_fake fail --name apiary-manual-gate --follow
+[ "$code" -eq 3 ] || { cat "$work/submit.err"; fail "--follow of a failed Job exited with $code, expected 3"; }
+grep -q "apiary log line" "$work/submit.out" || fail "--follow did not stream the pod's logs"
+grep -q "Job apiary-manual-gate failed (apiary exit code 3)" "$work/submit.err" ||
+    fail "--follow did not report the failure"
+
+run_fake pass --name apiary-manual-ok --follow
+[ "$code" -eq 0 ] || { cat "$work/submit.err"; fail "--follow of a Job that succeeded exited with $code"; }
+grep -q "Job apiary-manual-ok succeeded" "$work/submit.err" || fail "--follow did not report success"
+echo "PASS"
