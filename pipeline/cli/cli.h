@@ -62,5 +62,8 @@ int ap_cmd_validate(int argc, char **argv);
 int ap_cmd_promote(int argc, char **argv);
 int ap_cmd_registry(int argc, char **argv);
 int ap_cmd_run(int argc, char **argv);
+int ap_cmd_dataset(int argc, char **argv);
+int ap_cmd_score(int argc, char **argv);
+int ap_cmd_serve(int argc, char **argv);
 
 #endif

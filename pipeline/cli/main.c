@@ -17,7 +17,10 @@ static const subcommand subcommands[] = {
     {"validate", ap_cmd_validate, "check a trained model against the gate before promotion"},
     {"promote", ap_cmd_promote, "register a validated model and make it champion"},
     {"registry", ap_cmd_registry, "list, show and roll back registered models"},
+    {"score", ap_cmd_score, "score a folder of images with a registered model"},
+    {"serve", ap_cmd_serve, "serve the registered model over HTTP (KServe v2 and /v1/predict)"},
     {"report", ap_cmd_report, "render a validation report as Markdown or HTML"},
+    {"dataset", ap_cmd_dataset, "fetch a dataset archive, or push a dataset to a blob store"},
 };
 
 #define SUBCOMMAND_COUNT (sizeof(subcommands) / sizeof(subcommands[0]))
