@@ -106,7 +106,10 @@ bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg)
 
 int ap_cli_report(const char *stage, const ap_error *err)
 {
-    AP_ERROR("%s failed: %s", stage, err->message);
+    if (err->code == AP_ERR_INTERRUPTED)
+        AP_WARN("%s stopped: %s", stage, err->message);
+    else
+        AP_ERROR("%s failed: %s", stage, err->message);
     switch (err->code) {
     case AP_OK:
         return AP_EXIT_OK;

@@ -52,8 +52,9 @@ int ap_cmd_promote(int argc, char **argv)
         print_promote_help();
         return AP_EXIT_OK;
     }
-    if (options.force && options.reason == NULL) {
-        fprintf(stderr, "apiary: --force needs --reason TEXT\n");
+    if (options.force != (options.reason != NULL)) {
+        fprintf(stderr, "apiary: --force and --reason TEXT go together: the reason is recorded "
+                        "for the override\n");
         return AP_EXIT_USAGE;
     }
     static ap_config cfg;
