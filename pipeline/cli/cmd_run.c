@@ -6,6 +6,7 @@
 
 #include "pipeline/cli/cli.h"
 #include "pipeline/common/log.h"
+#include "pipeline/parallel/comm.h"
 #include "pipeline/promote/promote.h"
 #include "pipeline/store/store.h"
 #include "pipeline/train/trainer.h"
@@ -120,6 +121,10 @@ int ap_cmd_run(int argc, char **argv)
     ap_train_outcome trained;
     AP_INFO("stage 1 of 3: train");
     ap_status trained_status = ap_train(&train, &trained, &err);
+    /* Under mpirun every rank trains, but only rank 0 owns the run folder:
+     * the others stop here rather than race it to validate and promote. */
+    if (ap_comm_launcher_rank() != 0)
+        return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_OK;
     if (upload_outputs(&outputs, &cfg) != AP_OK || trained_status != AP_OK)
         return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_IO;
 

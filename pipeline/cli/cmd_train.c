@@ -2,6 +2,7 @@
 
 #include "pipeline/cli/cli.h"
 #include "pipeline/common/log.h"
+#include "pipeline/parallel/comm.h"
 #include "pipeline/train/trainer.h"
 
 static void print_train_help(void)
@@ -44,6 +45,7 @@ int ap_cmd_train(int argc, char **argv)
     ap_error err = {0};
     if (ap_train(&request, &outcome, &err) != AP_OK)
         return ap_cli_report("train", &err);
-    printf("%s\n", outcome.model_path);
+    if (ap_comm_launcher_rank() == 0)
+        printf("%s\n", outcome.model_path);
     return AP_EXIT_OK;
 }

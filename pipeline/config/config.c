@@ -171,4 +171,5 @@ void ap_config_model_settings(const ap_config *cfg, bool training, ap_config *ou
     out->train.threads = 0;
     out->train.log_every = 1;
     out->train.checkpoint_every = 1;
+    out->train.collective_timeout = 1;
 }

@@ -185,7 +185,8 @@ ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err);
 /* Copy into out only the settings that shape a trained model (seed, data,
  * split, model and, with training set, train), leaving every other key at
  * its default, so two configs can be compared or hashed on those alone.
- * Threads, logging and checkpoint frequency are never copied. */
+ * Threads, logging, checkpoint frequency and the collective timeout are
+ * never copied. */
 void ap_config_model_settings(const ap_config *cfg, bool training, ap_config *out);
 
 /* Check every key against its bounds (fields may have been set by code) and

@@ -15,6 +15,8 @@
 #include "pipeline/common/fsutil.h"
 #include "pipeline/common/log.h"
 #include "pipeline/eval/confusion.h"
+#include "pipeline/parallel/comm.h"
+#include "pipeline/parallel/data_parallel.h"
 #include "pipeline/train/model_card.h"
 #include "pipeline/train/predict.h"
 #include "pipeline/train/run_data.h"
@@ -33,10 +35,20 @@
 
 #define COMPLETE_MARKER "complete.json"
 
+/* Exit code of a job whose processes can no longer work in step: apiary's
+ * runtime-failure code (AP_EXIT_FAILURE in pipeline/cli/cli.h). */
+#define ABORT_EXIT_CODE 1
+
 typedef struct {
     const ap_config *cfg;
     const ap_train_request *request;
     char run_dir[AP_PATH_MAX];
+    ap_comm *comm;
+    int rank;  /* only rank 0 writes files and logs below warnings */
+    int world; /* processes of the job */
+    ap_dp_layout layout;
+    ap_dp_bucket bucket; /* used when a step has several micro-batches */
+    ap_dp_tally tally;   /* used when the job has several processes */
     ap_run_data data;
     ap_net_spec spec;
     ap_net *net;
@@ -46,7 +58,7 @@ typedef struct {
     long steps_per_epoch;
     long total_steps;
     long warmup_steps;
-    int batch;
+    int batch; /* the global batch: images per optimizer step over all processes */
     size_t *permutation;
     uint8_t *raw;
     float *input;
@@ -77,16 +89,69 @@ static void run_path(const trainer *t, const char *name, char *out, size_t out_s
     snprintf(out, out_size, "%s/%s", t->run_dir, name);
 }
 
+static bool is_root(const trainer *t)
+{
+    return t->rank == 0;
+}
+
+/* Combine the outcome of a phase over the processes so that all go on or all
+ * stop; a no-op in a single process. */
+static ap_status agree(trainer *t, ap_status status, const char *operation, ap_error *err)
+{
+    return ap_dp_agree(t->comm, status, operation, err);
+}
+
 /* Hash of the settings that shape the trained weights. The epoch count is
- * left out so that a resumed run may be extended. */
+ * left out so that a resumed run may be extended, and the collective timeout
+ * so that a resumed job may wait longer. */
 static void compute_config_hash(const ap_config *cfg, char hex[65])
 {
-    ap_config settings;
+    ap_config settings, defaults;
     ap_config_model_settings(cfg, true, &settings);
+    ap_config_defaults(&defaults);
     settings.train.epochs = 1;
+    settings.train.collective_timeout = defaults.train.collective_timeout;
     char *yaml = ap_config_to_yaml(&settings);
     ap_sha256_hex(yaml ? yaml : "", yaml ? strlen(yaml) : 0, hex);
     free(yaml);
+}
+
+static ap_status check_device(const ap_config *cfg, ap_error *err)
+{
+    if (strcmp(cfg->train.device, "cuda") != 0)
+        return AP_OK;
+#ifdef APIARY_HAVE_CUDA
+    /* TODO: drive the CUDA kernels from the trainer; until then only the CPU trains. */
+    return ap_error_set(err, AP_ERR_INVALID,
+                        "train.device is cuda, but this apiary trains on the CPU only; set "
+                        "train.device=cpu");
+#else
+    return ap_error_set(err, AP_ERR_INVALID,
+                        "train.device is cuda, but this apiary was built without CUDA; set "
+                        "train.device=cpu, or rebuild on a machine with the CUDA toolkit (nvcc)");
+#endif
+}
+
+/* Open the communicator, give the log its rank and check that the global
+ * batch splits over the processes, before any file is touched. */
+static ap_status open_comm(trainer *t, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    ap_status status = ap_comm_open(cfg->train.collective_timeout, &t->comm, err);
+    if (status != AP_OK)
+        return status;
+    t->rank = ap_comm_rank(t->comm);
+    t->world = ap_comm_size(t->comm);
+    ap_log_set_rank(t->rank);
+    if (t->rank > 0 && ap_log_threshold < AP_LOG_WARN)
+        ap_log_threshold = AP_LOG_WARN;
+    if (t->world > 1)
+        AP_INFO("data-parallel training over %d processes (%s), %d on this node", t->world,
+                ap_comm_backend(t->comm), ap_comm_local_size(t->comm));
+    t->batch = cfg->train.batch_size;
+    status = ap_dp_layout_init(&t->layout, t->batch, t->world, t->rank,
+                               cfg->train.accumulation_steps, err);
+    return agree(t, status, "splitting the batch", err);
 }
 
 static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
@@ -102,6 +167,24 @@ static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoin
                             "it, or choose another run_name (--set run_name=NAME)",
                             t->run_dir, *complete ? "finished" : "started");
     return AP_OK;
+}
+
+/* Rank 0 inspects the run folder and sends what it found to the other processes. */
+static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
+{
+    ap_status status = AP_OK;
+    if (is_root(t)) {
+        status = ap_mkdirs(t->run_dir, err);
+        if (status == AP_OK)
+            status = check_run_state(t, complete, has_checkpoint, err);
+    }
+    status = agree(t, status, "checking the run folder", err);
+    unsigned char flags[2] = {*complete, *has_checkpoint};
+    if (status == AP_OK)
+        status = ap_comm_broadcast(t->comm, flags, sizeof(flags), 0, "sharing the run state", err);
+    *complete = flags[0];
+    *has_checkpoint = flags[1];
+    return status;
 }
 
 static ap_status write_config_copy(const trainer *t, ap_error *err)
@@ -130,9 +213,11 @@ static void compute_pos_weights(trainer *t)
     }
 }
 
+/* Buffers of one forward pass (a micro-batch), and augmentation parameters
+ * for the whole global batch, drawn alike by every process. */
 static ap_status allocate_step_buffers(trainer *t, ap_error *err)
 {
-    size_t batch = (size_t)t->batch;
+    size_t batch = (size_t)t->layout.micro_batch;
     size_t pixels = (size_t)t->cfg->data.width * (size_t)t->cfg->data.height * 3;
     size_t labels = (size_t)t->cfg->data.label_count;
     t->permutation = malloc(t->data.part_count[AP_SPLIT_TRAIN] * sizeof(size_t));
@@ -141,14 +226,20 @@ static ap_status allocate_step_buffers(trainer *t, ap_error *err)
     t->logits = malloc(batch * labels * sizeof(float));
     t->d_logits = malloc(batch * labels * sizeof(float));
     t->targets = malloc(batch * labels);
-    t->augment = malloc(batch * sizeof(ap_augment_params));
+    t->augment = malloc((size_t)t->batch * sizeof(ap_augment_params));
     if (!t->permutation || !t->raw || !t->input || !t->logits || !t->d_logits || !t->targets ||
         !t->augment)
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate training buffers for batch %zu",
                             batch);
-    return AP_OK;
+    ap_status status = AP_OK;
+    if (t->layout.chunks > 1)
+        status = ap_dp_bucket_init(&t->bucket, t->net, t->world, t->rank, err);
+    if (status == AP_OK && t->world > 1)
+        status = ap_dp_tally_init(&t->tally, t->data.images.count, err);
+    return status;
 }
 
+/* Every process draws the same order, so each takes its own slice of the same batches. */
 static void shuffle_epoch(trainer *t, long epoch)
 {
     size_t count = t->data.part_count[AP_SPLIT_TRAIN];
@@ -161,42 +252,144 @@ static void shuffle_epoch(trainer *t, long epoch)
     }
 }
 
-static ap_status train_step(trainer *t, long step_in_epoch, float *loss, ap_error *err)
+static bool stop_requested(const trainer *t)
+{
+    return t->request->stop_requested != NULL && *t->request->stop_requested;
+}
+
+/* Augmentation parameters of the whole global batch at step, or NULL
+ * without augmentation. Image i of the batch always gets entry i, whichever
+ * process trains it. */
+static const ap_augment_params *draw_augment(trainer *t, uint64_t step)
+{
+    const ap_config *cfg = t->cfg;
+    if (!cfg->train.augment)
+        return NULL;
+    ap_augment_draw(cfg->seed ^ STREAM_AUGMENT, step, t->batch, 1, (float)cfg->train.brightness,
+                    (float)cfg->train.contrast, t->augment);
+    return t->augment;
+}
+
+/* Gather, augment and normalise count images into the network input. */
+static void load_images(trainer *t, const size_t *indices, int count,
+                        const ap_augment_params *augment)
+{
+    const ap_config *cfg = t->cfg;
+    ap_gather_images(&t->data.images, indices, (size_t)count, t->raw);
+    ap_gather_labels(&t->data.images, indices, (size_t)count, t->targets);
+    ap_cpu_preprocess(t->raw, count, cfg->data.height, cfg->data.width, augment, cfg->data.mean,
+                      cfg->data.std, t->input);
+}
+
+static ap_status diverged(const trainer *t, float loss, ap_error *err)
+{
+    return ap_error_set(err, AP_ERR_INVALID,
+                        "training diverged at step %ld (loss %g); lower train.learning_rate "
+                        "or raise train.warmup_epochs",
+                        t->position.global_step, (double)loss);
+}
+
+static void update_weights(trainer *t)
+{
+    const ap_config *cfg = t->cfg;
+    double lr = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
+                              cfg->train.learning_rate, cfg->train.min_learning_rate);
+    ap_optimizer_step(&t->opt, t->net, lr, cfg->train.weight_decay, cfg->train.beta1,
+                      cfg->train.beta2, cfg->train.epsilon);
+}
+
+/* One step of a single process whose global batch is one forward pass: the
+ * loss is the mean over the batch's known targets. */
+static ap_status train_step_whole(trainer *t, long step_in_epoch, float *loss, ap_error *err)
 {
     const ap_config *cfg = t->cfg;
     const size_t *indices = t->permutation + (size_t)step_in_epoch * (size_t)t->batch;
     uint64_t step = (uint64_t)t->position.global_step;
 
-    ap_gather_images(&t->data.images, indices, (size_t)t->batch, t->raw);
-    ap_gather_labels(&t->data.images, indices, (size_t)t->batch, t->targets);
-    ap_augment_params *augment = NULL;
-    if (cfg->train.augment) {
-        ap_augment_draw(cfg->seed ^ STREAM_AUGMENT, step, t->batch, 1,
-                        (float)cfg->train.brightness, (float)cfg->train.contrast, t->augment);
-        augment = t->augment;
-    }
-    ap_cpu_preprocess(t->raw, t->batch, cfg->data.height, cfg->data.width, augment,
-                      cfg->data.mean, cfg->data.std, t->input);
-
-    ap_status status = ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT, step,
-                                      t->logits, err);
+    load_images(t, indices, t->batch, draw_augment(t, step));
+    ap_status status =
+        ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT, step, t->logits, err);
     if (status != AP_OK)
         return status;
-    *loss = ap_cpu_bce_loss(t->logits, t->targets, t->pos_weight, t->batch,
-                            cfg->data.label_count, t->d_logits);
+    *loss = ap_cpu_bce_loss(t->logits, t->targets, t->pos_weight, t->batch, cfg->data.label_count,
+                            t->d_logits);
     if (!isfinite(*loss))
-        return ap_error_set(err, AP_ERR_INVALID,
-                            "training diverged at step %ld (loss %g); lower train.learning_rate "
-                            "or raise train.warmup_epochs",
-                            t->position.global_step, (double)*loss);
+        return diverged(t, *loss, err);
     status = ap_net_backward(t->net, t->d_logits, err);
     if (status != AP_OK)
         return status;
+    update_weights(t);
+    return AP_OK;
+}
 
-    double lr = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
-                              cfg->train.learning_rate, cfg->train.min_learning_rate);
-    ap_optimizer_step(&t->opt, t->net, lr, cfg->train.weight_decay, cfg->train.beta1,
-                      cfg->train.beta2, cfg->train.epsilon);
+/* Forward and backward of one micro-batch of this process, adding its
+ * gradients, summed loss and known-target count to the bucket. */
+static ap_status train_micro_batch(trainer *t, const size_t *batch_images,
+                                   const ap_augment_params *augment, int micro, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    int count = t->layout.micro_batch;
+    size_t offset = ap_dp_micro_offset(&t->layout, micro);
+    uint64_t step = (uint64_t)t->position.global_step;
+
+    load_images(t, batch_images + offset, count, augment ? augment + offset : NULL);
+    if (t->world > 1)
+        ap_dp_tally_mark(&t->tally, batch_images + offset, (size_t)count);
+    ap_status status =
+        ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT,
+                       ap_dp_dropout_stream(&t->layout, step, micro), t->logits, err);
+    if (status != AP_OK)
+        return status;
+    long known = 0;
+    double loss_sum = ap_dp_bce_loss_sum(t->logits, t->targets, t->pos_weight, count,
+                                         cfg->data.label_count, t->d_logits, &known);
+    status = ap_net_backward(t->net, t->d_logits, err);
+    if (status != AP_OK)
+        return status;
+    ap_dp_bucket_add_grads(&t->bucket, t->net);
+    ap_dp_bucket_add_loss(&t->bucket, loss_sum, known);
+    return AP_OK;
+}
+
+/* One step over several micro-batches, in this process or across the job:
+ * the summed gradients over the summed known-target count give the mean over
+ * the whole global batch, as train_step_whole computes for one batch. One
+ * all-reduce carries the gradients, the running statistics, the stop
+ * requests and every rank's outcome, so all processes take the same
+ * decisions. */
+static ap_status train_step_split(trainer *t, long step_in_epoch, float *loss, bool *stop,
+                                  ap_error *err)
+{
+    const size_t *batch_images = t->permutation + (size_t)step_in_epoch * (size_t)t->batch;
+    const ap_augment_params *augment = draw_augment(t, (uint64_t)t->position.global_step);
+
+    ap_dp_bucket_clear(&t->bucket);
+    ap_status status = AP_OK;
+    for (int micro = 0; micro < t->layout.accumulation && status == AP_OK; micro++)
+        status = train_micro_batch(t, batch_images, augment, micro, err);
+    ap_dp_bucket_put_state(&t->bucket, t->net);
+    ap_dp_bucket_set_stop(&t->bucket, stop_requested(t));
+    ap_dp_bucket_set_status(&t->bucket, status);
+    ap_error reduce_err = {0};
+    ap_status reduced = ap_dp_bucket_reduce(&t->bucket, t->comm, &reduce_err);
+    if (status != AP_OK)
+        return status;
+    if (reduced != AP_OK) {
+        *err = reduce_err;
+        return reduced;
+    }
+
+    ap_status failed = AP_OK;
+    int failed_rank = ap_dp_bucket_failed_rank(&t->bucket, &failed);
+    if (failed_rank >= 0)
+        return ap_error_set(err, failed, "rank %d failed at step %ld; the reason is in its log",
+                            failed_rank, t->position.global_step);
+    *loss = (float)ap_dp_bucket_loss(&t->bucket);
+    if (!isfinite(*loss))
+        return diverged(t, *loss, err);
+    ap_dp_bucket_apply(&t->bucket, t->net);
+    *stop = ap_dp_bucket_stop(&t->bucket);
+    update_weights(t);
     return AP_OK;
 }
 
@@ -206,39 +399,43 @@ static json_t *json_number_or_null(double value)
     return isfinite(value) ? json_real(value) : json_null();
 }
 
+static json_t *label_metrics(const float *probabilities, const int8_t *targets, size_t count,
+                             int labels, int label)
+{
+    ap_confusion c;
+    ap_confusion_count(probabilities, targets, count, labels, label, 0.5f, &c);
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "accuracy",
+                     json_number_or_null(ap_confusion_accuracy(&c)), "precision",
+                     json_number_or_null(ap_confusion_precision(&c)), "recall",
+                     json_number_or_null(ap_confusion_recall(&c)), "f1",
+                     json_number_or_null(ap_confusion_f1(&c)), "positives",
+                     (json_int_t)(c.true_positive + c.false_negative), "negatives",
+                     (json_int_t)(c.true_negative + c.false_positive));
+}
+
 /* Evaluate one split: mean masked loss and per-label metrics at 0.5. */
 static ap_status evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
                           ap_error *err)
 {
     size_t count = t->data.part_count[part];
     size_t labels = (size_t)t->cfg->data.label_count;
-    float *logits = malloc(count * labels * sizeof(float));
+    float *logits = calloc(count * labels, sizeof(float));
     int8_t *targets = malloc(count * labels);
     if (logits == NULL || targets == NULL) {
         free(logits);
         free(targets);
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate evaluation buffers");
     }
-    ap_status status = ap_predict_logits(t->net, &t->data.images, t->data.part_images[part],
-                                         count, t->cfg->data.mean, t->cfg->data.std, logits, err);
+    ap_status status = ap_dp_predict(t->comm, t->net, &t->data.images, t->data.part_images[part],
+                                     count, t->cfg->data.mean, t->cfg->data.std, logits, err);
     if (status == AP_OK) {
         ap_gather_labels(&t->data.images, t->data.part_images[part], count, targets);
         *loss = ap_cpu_bce_loss(logits, targets, t->pos_weight, (int)count, (int)labels, NULL);
         ap_sigmoid_inplace(logits, count * labels);
         *metrics = json_object();
-        for (size_t label = 0; label < labels; label++) {
-            ap_confusion c;
-            ap_confusion_count(logits, targets, count, (int)labels, (int)label, 0.5f, &c);
-            json_object_set_new(
-                *metrics, t->cfg->data.labels[label],
-                json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "accuracy",
-                          json_number_or_null(ap_confusion_accuracy(&c)), "precision",
-                          json_number_or_null(ap_confusion_precision(&c)), "recall",
-                          json_number_or_null(ap_confusion_recall(&c)), "f1",
-                          json_number_or_null(ap_confusion_f1(&c)), "positives",
-                          (json_int_t)(c.true_positive + c.false_negative), "negatives",
-                          (json_int_t)(c.true_negative + c.false_positive)));
-        }
+        for (size_t label = 0; label < labels; label++)
+            json_object_set_new(*metrics, t->cfg->data.labels[label],
+                                label_metrics(logits, targets, count, (int)labels, (int)label));
     }
     free(logits);
     free(targets);
@@ -277,51 +474,84 @@ static void log_epoch(trainer *t, double train_loss, double val_loss, json_t *me
         if (used >= (int)sizeof(line))
             break;
         used += snprintf(line + used, sizeof(line) - (size_t)used,
-                         " | %s acc %.3f rec %.3f prec %.3f", label,
-                         json_metric(value, "accuracy"), json_metric(value, "recall"),
-                         json_metric(value, "precision"));
+                         " | %s acc %.3f rec %.3f prec %.3f", label, json_metric(value, "accuracy"),
+                         json_metric(value, "recall"), json_metric(value, "precision"));
     }
     AP_INFO("%s", line);
-    json_t *entry = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
-                              (json_int_t)t->position.epoch, "step",
-                              (json_int_t)t->position.global_step, "train_loss", train_loss,
-                              "val_loss", val_loss, "images_per_second", images_per_second,
-                              "val", metrics);
+    json_t *entry = json_pack(
+        "{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
+        (json_int_t)t->position.epoch, "step", (json_int_t)t->position.global_step, "train_loss",
+        train_loss, "val_loss", val_loss, "images_per_second", images_per_second, "val", metrics);
     write_log_line(t, entry);
     json_decref(entry);
 }
 
+/* Rank 0 writes the checkpoint, with the job's process count so that a
+ * resume can check it; the others wait for the outcome. */
 static ap_status save_checkpoint(trainer *t, ap_error *err)
 {
-    char path[AP_PATH_MAX + 64];
-    run_path(t, "checkpoint.safetensors", path, sizeof(path));
-    return ap_train_state_save(path, t->net, &t->opt, &t->position, NULL, 0, err);
+    ap_status status = AP_OK;
+    if (is_root(t)) {
+        char path[AP_PATH_MAX + 64], world[16];
+        run_path(t, "checkpoint.safetensors", path, sizeof(path));
+        snprintf(world, sizeof(world), "%d", t->world);
+        ap_st_meta extra[] = {{"world_size", world}};
+        status = ap_train_state_save(path, t->net, &t->opt, &t->position, extra, 1, err);
+    }
+    return agree(t, status, "saving the checkpoint", err);
 }
 
 static void log_step(trainer *t, float loss, double lr, double images_per_second)
 {
     AP_INFO("epoch %ld step %ld loss %.4f lr %.3e images/s %.1f", t->position.epoch + 1,
             t->position.global_step, (double)loss, lr, images_per_second);
-    json_t *entry = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
-                              (json_int_t)(t->position.epoch + 1), "step",
-                              (json_int_t)t->position.global_step, "loss", (double)loss, "lr",
-                              lr, "images_per_second", images_per_second);
+    json_t *entry =
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
+                  (json_int_t)(t->position.epoch + 1), "step", (json_int_t)t->position.global_step,
+                  "loss", (double)loss, "lr", lr, "images_per_second", images_per_second);
     write_log_line(t, entry);
     json_decref(entry);
 }
 
+static ap_status train_step(trainer *t, float *loss, bool *stop, ap_error *err)
+{
+    if (t->layout.chunks > 1)
+        return train_step_split(t, t->position.step_in_epoch, loss, stop, err);
+    ap_status status = train_step_whole(t, t->position.step_in_epoch, loss, err);
+    *stop = stop_requested(t);
+    return status;
+}
+
+/* Check that the processes trained disjoint shards of the epoch: every image
+ * at most once, and a global batch per step in all. */
+static ap_status check_shards(trainer *t, long epoch_steps, ap_error *err)
+{
+    if (t->world == 1)
+        return AP_OK;
+    long distinct = 0;
+    ap_status status =
+        ap_dp_tally_check(&t->tally, t->comm, epoch_steps * t->batch, &distinct, err);
+    if (status == AP_OK)
+        AP_DEBUG("epoch %ld shards: %d processes trained %ld distinct images, %ld of them on "
+                 "rank 0",
+                 t->position.epoch + 1, t->world, distinct, t->tally.marked);
+    return status;
+}
+
 /* Train the rest of the current epoch; returns AP_ERR_INTERRUPTED after
  * saving a checkpoint when a stop was requested. */
-static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_second,
-                           ap_error *err)
+static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_second, ap_error *err)
 {
     const ap_config *cfg = t->cfg;
     shuffle_epoch(t, t->position.epoch);
+    if (t->world > 1)
+        ap_dp_tally_clear(&t->tally);
     double loss_sum = 0.0, window_start = now_seconds(), epoch_start = window_start;
     long window_steps = 0, epoch_steps = 0;
     while (t->position.step_in_epoch < t->steps_per_epoch) {
         float loss = 0.0f;
-        ap_status status = train_step(t, t->position.step_in_epoch, &loss, err);
+        bool stop = false;
+        ap_status status = train_step(t, &loss, &stop, err);
         if (status != AP_OK)
             return status;
         t->position.step_in_epoch++;
@@ -331,14 +561,13 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
         epoch_steps++;
         if (t->position.global_step % cfg->train.log_every == 0) {
             double now = now_seconds();
-            double lr = ap_lr_at_step(t->position.global_step - 1, t->warmup_steps,
-                                      t->total_steps, cfg->train.learning_rate,
-                                      cfg->train.min_learning_rate);
+            double lr = ap_lr_at_step(t->position.global_step - 1, t->warmup_steps, t->total_steps,
+                                      cfg->train.learning_rate, cfg->train.min_learning_rate);
             log_step(t, loss, lr, (double)(window_steps * t->batch) / (now - window_start));
             window_start = now;
             window_steps = 0;
         }
-        if (t->request->stop_requested != NULL && *t->request->stop_requested) {
+        if (stop) {
             status = save_checkpoint(t, err);
             if (status != AP_OK)
                 return status;
@@ -353,18 +582,11 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
     t->train_images += epoch_steps * t->batch;
     *mean_loss = epoch_steps > 0 ? loss_sum / (double)epoch_steps : NAN;
     *images_per_second = seconds > 0 ? (double)(epoch_steps * t->batch) / seconds : 0.0;
-    return AP_OK;
+    return check_shards(t, epoch_steps, err);
 }
 
-static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_error *err)
+static ap_status write_model_files(trainer *t, ap_train_outcome *outcome, ap_error *err)
 {
-    /* A run resumed after its last epoch has not evaluated in this process. */
-    if (t->last_val_metrics == NULL) {
-        double val_loss = 0.0;
-        ap_status status = evaluate(t, AP_SPLIT_VAL, &val_loss, &t->last_val_metrics, err);
-        if (status != AP_OK)
-            return status;
-    }
     ap_status status = ap_train_state_save(outcome->model_path, t->net, NULL, NULL, NULL, 0, err);
     char weights_hash[65];
     if (status == AP_OK)
@@ -391,23 +613,48 @@ static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_e
     /* The marker comes last, after the weights and card are durable. */
     char path[AP_PATH_MAX + 64], text[256];
     run_path(t, COMPLETE_MARKER, path, sizeof(path));
-    int length = snprintf(text, sizeof(text), "{\"epochs\": %ld, \"steps\": %ld, \"weights_sha256\": \"%s\"}\n",
+    int length = snprintf(text, sizeof(text),
+                          "{\"epochs\": %ld, \"steps\": %ld, \"weights_sha256\": \"%s\"}\n",
                           t->position.epoch, t->position.global_step, weights_hash);
     return ap_write_atomic(path, text, (size_t)length, err);
 }
 
-static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err)
+static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_error *err)
 {
-    char expected_hash[65];
-    compute_config_hash(t->cfg, expected_hash);
-    memset(&t->position, 0, sizeof(t->position));
-    memcpy(t->position.config_hash, expected_hash, sizeof(expected_hash));
-    if (!has_checkpoint)
-        return AP_OK;
+    /* A run resumed after its last epoch has not evaluated in this process. */
+    if (t->last_val_metrics == NULL) {
+        double val_loss = 0.0;
+        ap_status status = evaluate(t, AP_SPLIT_VAL, &val_loss, &t->last_val_metrics, err);
+        if (status != AP_OK)
+            return status;
+    }
+    ap_status status = is_root(t) ? write_model_files(t, outcome, err) : AP_OK;
+    return agree(t, status, "writing the model", err);
+}
 
+/* The global batch is split into per-process micro-batches, each with its
+ * own batch-norm statistics, so a job continues only with the process count
+ * it started with. */
+static ap_status check_checkpoint_world(const trainer *t, const char *path, ap_error *err)
+{
+    long saved = 1;
+    ap_status status = ap_dp_checkpoint_world(path, &saved, err);
+    if (status == AP_OK && saved != t->world)
+        status = ap_error_set(err, AP_ERR_INVALID,
+                              "%s was written by a job of %ld process%s, but this job has %d; "
+                              "resume with %ld (mpirun -np %ld), or start a new run "
+                              "(--set run_name=NAME)",
+                              path, saved, saved == 1 ? "" : "es", t->world, saved, saved);
+    return status;
+}
+
+static ap_status load_checkpoint(trainer *t, const char *expected_hash, ap_error *err)
+{
     char path[AP_PATH_MAX + 64];
     run_path(t, "checkpoint.safetensors", path, sizeof(path));
-    ap_status status = ap_train_state_load(path, t->net, &t->opt, &t->position, err);
+    ap_status status = check_checkpoint_world(t, path, err);
+    if (status == AP_OK)
+        status = ap_train_state_load(path, t->net, &t->opt, &t->position, err);
     if (status != AP_OK)
         return status;
     if (strcmp(t->position.config_hash, expected_hash) != 0)
@@ -419,6 +666,65 @@ static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err
     AP_INFO("resuming from %s at epoch %ld step %ld", path, t->position.epoch + 1,
             t->position.global_step);
     return AP_OK;
+}
+
+/* Copy rank 0's weights, optimizer moments and position to the other processes. */
+static ap_status share_training_state(trainer *t, ap_error *err)
+{
+    ap_status status = ap_dp_broadcast_net(t->comm, t->net, err);
+    for (size_t i = 0; i < t->opt.tensor_count && status == AP_OK; i++) {
+        const ap_net_tensor *tensor = ap_net_tensor_at(t->net, i);
+        if (tensor->role == AP_TENSOR_STATE)
+            continue;
+        size_t size = tensor->size * sizeof(float);
+        status = ap_comm_broadcast(t->comm, t->opt.first_moment[i], size, 0,
+                                   "broadcasting the optimizer state", err);
+        if (status == AP_OK)
+            status = ap_comm_broadcast(t->comm, t->opt.second_moment[i], size, 0,
+                                       "broadcasting the optimizer state", err);
+    }
+    if (status == AP_OK)
+        status = ap_comm_broadcast(t->comm, &t->opt.step, sizeof(t->opt.step), 0,
+                                   "broadcasting the optimizer state", err);
+    if (status == AP_OK)
+        status = ap_comm_broadcast(t->comm, &t->position, sizeof(t->position), 0,
+                                   "broadcasting the training position", err);
+    return status;
+}
+
+/* Start from the initial weights, or continue from the checkpoint. In a job,
+ * rank 0 reads the checkpoint and sends it to the others. A fresh start
+ * checks instead that every process initialised the same weights. */
+static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err)
+{
+    char expected_hash[65];
+    compute_config_hash(t->cfg, expected_hash);
+    memset(&t->position, 0, sizeof(t->position));
+    memcpy(t->position.config_hash, expected_hash, sizeof(expected_hash));
+
+    ap_status status = AP_OK;
+    if (has_checkpoint && is_root(t))
+        status = load_checkpoint(t, expected_hash, err);
+    status = agree(t, status, "loading the checkpoint", err);
+    if (status != AP_OK || t->world == 1)
+        return status;
+    if (has_checkpoint)
+        return share_training_state(t, err);
+    char digest[65];
+    ap_dp_net_digest(t->net, digest);
+    return ap_dp_check_same(t->comm, digest, AP_ERR_BACKEND,
+                            "comparing the initial weights of the processes", err);
+}
+
+/* Every process must train the same network on the same data and split. */
+static ap_status check_same_inputs(trainer *t, ap_error *err)
+{
+    char config_hash[65], fingerprint[256];
+    compute_config_hash(t->cfg, config_hash);
+    snprintf(fingerprint, sizeof(fingerprint), "config %s manifest %s split %s images %zu",
+             config_hash, t->data.manifest_hash, t->data.split_hash, t->data.images.count);
+    return ap_dp_check_same(t->comm, fingerprint, AP_ERR_INVALID,
+                            "comparing the settings and data of the processes", err);
 }
 
 /* oneDNN's reference kernels are orders of magnitude slower than its jit
@@ -435,22 +741,34 @@ static void warn_reference_primitives(const ap_net *net)
     }
 }
 
-static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
+static ap_status prepare_data(trainer *t, ap_error *err)
 {
-    const ap_config *cfg = t->cfg;
     char path[AP_PATH_MAX + 64];
     ap_status status = write_config_copy(t, err);
     if (status == AP_OK)
-        status = ap_run_data_prepare(cfg, t->run_dir, &t->data, err);
+        status = ap_run_data_prepare(t->cfg, t->run_dir, &t->data, err);
     if (status != AP_OK)
         return status;
     ap_run_data_log_summary(&t->data);
     run_path(t, "data_report.json", path, sizeof(path));
-    status = ap_run_data_write_report(&t->data, path, err);
-    if (status != AP_OK)
-        return status;
+    return ap_run_data_write_report(&t->data, path, err);
+}
 
-    t->batch = cfg->train.batch_size;
+/* Rank 0 writes the split and the decoded image cache, and the other
+ * processes then read both from the run folder, which must therefore be on
+ * storage that every node mounts. */
+static ap_status load_data(trainer *t, ap_error *err)
+{
+    ap_status status = is_root(t) ? prepare_data(t, err) : AP_OK;
+    status = agree(t, status, "preparing the data", err);
+    if (status == AP_OK && !is_root(t))
+        status = ap_run_data_prepare(t->cfg, t->run_dir, &t->data, err);
+    return agree(t, status, "loading the data", err);
+}
+
+static ap_status plan_epochs(trainer *t, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
     t->steps_per_epoch = (long)(t->data.part_count[AP_SPLIT_TRAIN] / (size_t)t->batch);
     if (t->steps_per_epoch == 0)
         return ap_error_set(err, AP_ERR_INVALID,
@@ -459,32 +777,78 @@ static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
                             t->batch, t->data.part_count[AP_SPLIT_TRAIN]);
     t->total_steps = t->steps_per_epoch * cfg->train.epochs;
     t->warmup_steps = (long)lround(cfg->train.warmup_epochs * (double)t->steps_per_epoch);
+    return AP_OK;
+}
+
+static void log_model(const trainer *t)
+{
+    const ap_config *cfg = t->cfg;
+    char split[128] = "";
+    if (t->layout.chunks > 1)
+        snprintf(split, sizeof(split), " (%d micro-batches of %d over %d process%s)",
+                 t->layout.chunks, t->layout.micro_batch, t->world, t->world > 1 ? "es" : "");
+    AP_INFO("model: %zu parameters, %.1f MFLOP per training image, batch %d%s, %ld steps per "
+            "epoch, %d threads",
+            ap_net_param_total(t->net), ap_net_flops_per_image(t->net, true) / 1e6, t->batch, split,
+            t->steps_per_epoch, omp_get_max_threads());
+    for (int label = 0; label < cfg->data.label_count; label++)
+        AP_DEBUG("positive weight %s %.3f", cfg->data.labels[label], (double)t->pos_weight[label]);
+}
+
+static ap_status open_train_log(trainer *t, ap_error *err)
+{
+    if (!is_root(t))
+        return AP_OK;
+    char path[AP_PATH_MAX + 64];
+    run_path(t, "train_log.jsonl", path, sizeof(path));
+    t->log_file = fopen(path, "a");
+    if (t->log_file == NULL)
+        return ap_error_set(err, AP_ERR_IO, "cannot open %s for writing", path);
+    return AP_OK;
+}
+
+static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    ap_status status = load_data(t, err);
+    if (status == AP_OK)
+        status = plan_epochs(t, err);
+    if (status != AP_OK)
+        return status;
     compute_pos_weights(t);
 
     ap_net_spec_from_config(cfg, &t->spec);
-    status = ap_net_create(&t->spec, t->batch, cfg->seed ^ STREAM_INIT, &t->net, err);
+    status = ap_net_create(&t->spec, t->layout.micro_batch, cfg->seed ^ STREAM_INIT, &t->net, err);
     if (status == AP_OK)
         status = ap_optimizer_init(&t->opt, t->net, err);
     if (status == AP_OK)
         status = allocate_step_buffers(t, err);
+    if (status == AP_OK)
+        status = open_train_log(t, err);
+    status = agree(t, status, "building the network", err);
+    if (status == AP_OK)
+        status = check_same_inputs(t, err);
     if (status == AP_OK)
         status = restore_or_start(t, has_checkpoint, err);
     if (status != AP_OK)
         return status;
 
     warn_reference_primitives(t->net);
-    AP_INFO("model: %zu parameters, %.1f MFLOP per training image, batch %d, %ld steps per "
-            "epoch, %d threads",
-            ap_net_param_total(t->net), ap_net_flops_per_image(t->net, true) / 1e6, t->batch,
-            t->steps_per_epoch, omp_get_max_threads());
-    for (int label = 0; label < cfg->data.label_count; label++)
-        AP_DEBUG("positive weight %s %.3f", cfg->data.labels[label], (double)t->pos_weight[label]);
-
-    run_path(t, "train_log.jsonl", path, sizeof(path));
-    t->log_file = fopen(path, "a");
-    if (t->log_file == NULL)
-        return ap_error_set(err, AP_ERR_IO, "cannot open %s for writing", path);
+    log_model(t);
     return AP_OK;
+}
+
+/* Every process checks that its weights still equal rank 0's: the processes
+ * apply identical updates only while the all-reduce returns the same sums
+ * everywhere. */
+static ap_status check_weights_in_step(trainer *t, ap_error *err)
+{
+    if (t->world == 1)
+        return AP_OK;
+    char digest[65];
+    ap_dp_net_digest(t->net, digest);
+    return ap_dp_check_same(t->comm, digest, AP_ERR_BACKEND,
+                            "comparing the weights of the processes", err);
 }
 
 static ap_status train_epochs(trainer *t, ap_train_outcome *outcome, ap_error *err)
@@ -500,7 +864,9 @@ static ap_status train_epochs(trainer *t, ap_train_outcome *outcome, ap_error *e
             return status;
         t->position.epoch++;
         t->position.step_in_epoch = 0;
-        status = evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
+        status = check_weights_in_step(t, err);
+        if (status == AP_OK)
+            status = evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
         if (status != AP_OK)
             return status;
         log_epoch(t, train_loss, val_loss, metrics, images_per_second);
@@ -532,44 +898,67 @@ static void trainer_free(trainer *t)
     free(t->d_logits);
     free(t->targets);
     free(t->augment);
+    ap_dp_bucket_free(&t->bucket);
+    ap_dp_tally_free(&t->tally);
     ap_optimizer_free(&t->opt);
     if (t->net != NULL)
         ap_net_destroy(t->net);
     ap_run_data_free(&t->data);
 }
 
+static ap_status train_run(trainer *t, ap_train_outcome *outcome, ap_error *err)
+{
+    bool complete = false, has_checkpoint = false;
+    ap_status status = ap_run_dir(t->cfg, t->run_dir, sizeof(t->run_dir), err);
+    if (status == AP_OK)
+        status = find_run_state(t, &complete, &has_checkpoint, err);
+    if (status != AP_OK)
+        return status;
+
+    snprintf(outcome->run_dir, sizeof(outcome->run_dir), "%s", t->run_dir);
+    run_path(t, "model.safetensors", outcome->model_path, sizeof(outcome->model_path));
+    run_path(t, "model_card.json", outcome->card_path, sizeof(outcome->card_path));
+    if (complete) {
+        outcome->already_complete = true;
+        AP_INFO("run %s is already complete; nothing to train", t->run_dir);
+        return AP_OK;
+    }
+
+    int threads = ap_dp_threads(t->comm, t->cfg->train.threads);
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    status = setup(t, has_checkpoint, err);
+    if (status == AP_OK)
+        status = train_epochs(t, outcome, err);
+    if (status == AP_OK)
+        status = write_final_outputs(t, outcome, err);
+    if (status == AP_OK)
+        AP_INFO("training finished: %ld epochs, %.1f images/s; model %s", outcome->epochs_done,
+                outcome->images_per_second, outcome->model_path);
+    return status;
+}
+
 ap_status ap_train(const ap_train_request *request, ap_train_outcome *outcome, ap_error *err)
 {
     trainer t = {.cfg = request->cfg, .request = request};
     memset(outcome, 0, sizeof(*outcome));
-    bool complete = false, has_checkpoint = false;
-    ap_status status = ap_run_dir(t.cfg, t.run_dir, sizeof(t.run_dir), err);
+    ap_status status = check_device(t.cfg, err);
     if (status == AP_OK)
-        status = ap_mkdirs(t.run_dir, err);
+        status = open_comm(&t, err);
     if (status == AP_OK)
-        status = check_run_state(&t, &complete, &has_checkpoint, err);
-    if (status != AP_OK)
-        return status;
-
-    snprintf(outcome->run_dir, sizeof(outcome->run_dir), "%s", t.run_dir);
-    run_path(&t, "model.safetensors", outcome->model_path, sizeof(outcome->model_path));
-    run_path(&t, "model_card.json", outcome->card_path, sizeof(outcome->card_path));
-    if (complete) {
-        outcome->already_complete = true;
-        AP_INFO("run %s is already complete; nothing to train", t.run_dir);
-        return AP_OK;
-    }
-
-    if (request->cfg->train.threads > 0)
-        omp_set_num_threads(request->cfg->train.threads);
-    status = setup(&t, has_checkpoint, err);
-    if (status == AP_OK)
-        status = train_epochs(&t, outcome, err);
-    if (status == AP_OK)
-        status = write_final_outputs(&t, outcome, err);
-    if (status == AP_OK)
-        AP_INFO("training finished: %ld epochs, %.1f images/s; model %s", outcome->epochs_done,
-                outcome->images_per_second, outcome->model_path);
+        status = train_run(&t, outcome, err);
     trainer_free(&t);
+    if (t.comm != NULL && ap_comm_failed(t.comm)) {
+        /* A process is gone or hung, so the job cannot finish and MPI cannot
+         * shut down cleanly: MPI_Abort ends every process. */
+        AP_ERROR("train failed: %s", err->message);
+        ap_comm_abort(t.comm, ABORT_EXIT_CODE);
+    }
+    ap_error close_err = {0};
+    ap_status closed = ap_comm_close(t.comm, &close_err);
+    if (status == AP_OK && closed != AP_OK) {
+        *err = close_err;
+        status = closed;
+    }
     return status;
 }
