@@ -501,9 +501,10 @@ static bool check_item(const ap_config_key *key, const ap_config *cfg, int index
     char value_text[64], item_reason[512];
     bool ok = true;
     ap_config_key_format_item(key, cfg, index, value_text, sizeof(value_text));
-    if (key->type == AP_VALUE_INT_LIST && !int_in_range(key, *(const int *)item))
-        ok = fail_out_of_range(key, value_text, item_reason, sizeof(item_reason));
-    else if (key->type == AP_VALUE_FLOAT_LIST && !real_in_range(key, *(const float *)item))
+    bool out_of_range =
+        (key->type == AP_VALUE_INT_LIST && !int_in_range(key, *(const int *)item)) ||
+        (key->type == AP_VALUE_FLOAT_LIST && !real_in_range(key, *(const float *)item));
+    if (out_of_range)
         ok = fail_out_of_range(key, value_text, item_reason, sizeof(item_reason));
     else if (key->type == AP_VALUE_STRING_LIST)
         ok = check_terminated(item, key->item_size, item_reason, sizeof(item_reason)) &&

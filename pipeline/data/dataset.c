@@ -202,7 +202,9 @@ static ap_status find_unlisted_files(const char *root, const ap_row_file *files,
         for (size_t i = 0; i < row_count; i++)
             listed[i] = files[i].relative;
         qsort(listed, row_count, sizeof(char *), compare_strings);
-        qsort(found.items, found.count, sizeof(char *), compare_strings);
+        /* found.items is NULL when the folder has no images. */
+        if (found.count > 1)
+            qsort(found.items, found.count, sizeof(char *), compare_strings);
     }
     string_list unlisted = {0};
     for (size_t i = 0; status == AP_OK && i < found.count; i++) {

@@ -51,9 +51,10 @@ static ap_status reject_unknown_format(const uint8_t *data, size_t size, ap_erro
         return ap_error_set(err, AP_ERR_FORMAT, "unsupported image: the file is empty");
 
     char first_bytes[3 * 8 + 1] = "";
-    size_t shown = size < 8 ? size : 8;
+    size_t shown = size < 8 ? size : 8, used = 0;
     for (size_t i = 0; i < shown; i++)
-        snprintf(first_bytes + 3 * i, 4, "%s%02x", i > 0 ? " " : "", data[i]);
+        used += (size_t)snprintf(first_bytes + used, sizeof(first_bytes) - used, "%s%02x",
+                                 i > 0 ? " " : "", data[i]);
     return ap_error_set(err, AP_ERR_FORMAT,
                         "unsupported image: found %s (first bytes %s), expected JPEG or PNG",
                         describe_content(data, size), first_bytes);

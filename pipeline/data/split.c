@@ -261,6 +261,7 @@ static void order_groups(split_group *groups, size_t group_count, uint64_t seed,
     }
     for (size_t g = 0; g < group_count; g++)
         order[g]->shuffle_rank = g;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): order is an array of pointers */
     qsort(order, group_count, sizeof(*order), compare_by_size_class);
 }
 
@@ -432,6 +433,7 @@ static ap_status plan_split(const ap_manifest *manifest, const double fraction[P
         return status;
 
     split_group *groups = calloc(group_count, sizeof(*groups));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     split_group **order = malloc(group_count * sizeof(*order));
     if (groups == NULL || order == NULL) {
         free(groups);

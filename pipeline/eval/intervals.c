@@ -105,6 +105,8 @@ static ap_status build_group_index(const int *groups, size_t count, group_index 
         free(rows);
         free(g->start);
         free(g->members);
+        /* The caller frees the index after a failure too. */
+        memset(g, 0, sizeof(*g));
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate the groups of %zu images", count);
     }
     fill_group_index(groups, count, rows, g);
@@ -172,6 +174,7 @@ static bool run_resamples(const ap_eval_set *set, const ap_label_order *orders,
                           resample_table *t)
 {
     const ap_metrics_options *options = &evaluation->options;
+    /* NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): read by num_threads below */
     int threads = options->threads > 0 ? options->threads : omp_get_max_threads();
     int failed = 0;
 #pragma omp parallel num_threads(threads)

@@ -1181,7 +1181,9 @@ static ap_status scan_versions(const char *versions_dir, int **numbers, size_t *
         *count = 0;
         return status;
     }
-    qsort(*numbers, *count, sizeof(**numbers), compare_ints);
+    /* A registry without versions has no array, and qsort must not get a null pointer. */
+    if (*count > 1)
+        qsort(*numbers, *count, sizeof(**numbers), compare_ints);
     return AP_OK;
 }
 

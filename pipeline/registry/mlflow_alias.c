@@ -8,6 +8,7 @@
  * model at the same moment are not serialized. Both history entries are kept,
  * and the alias ends where the later alias request put it. */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 #include "pipeline/registry/mlflow_internal.h"
 
 #define HISTORY_TAG_PREFIX "apiary.history."
+/* Keys write SEQ as %09ld, nine digits up to this value; at one move per
+ * second, passing it would take 31 years. */
+#define HISTORY_SEQUENCE_MAX 999999999L
 
 typedef struct {
     const char *key;
@@ -51,13 +55,17 @@ static int compare_items(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
-/* Parse the SEQ of "apiary.history.SEQ.MS.RANDOM". Returns -1 when it is malformed. */
+/* Parse the SEQ of "apiary.history.SEQ.MS.RANDOM". Returns -1 when it is
+ * malformed or above HISTORY_SEQUENCE_MAX, which also keeps SEQ + 1 from
+ * overflowing. */
 static long history_sequence(const char *key)
 {
     const char *digits = key + strlen(HISTORY_TAG_PREFIX);
     char *end = NULL;
+    errno = 0;
     long sequence = strtol(digits, &end, 10);
-    if (end == digits || *end != '.' || digits[0] < '0' || digits[0] > '9' || sequence < 0)
+    if (end == digits || *end != '.' || digits[0] < '0' || digits[0] > '9' || errno != 0 ||
+        sequence < 0 || sequence > HISTORY_SEQUENCE_MAX)
         return -1;
     return sequence;
 }

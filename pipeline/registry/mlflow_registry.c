@@ -334,6 +334,24 @@ static ap_status append_versions(const json_t *page, const json_t *registered,
     return AP_OK;
 }
 
+/* Keep one entry per version of a sorted list, because pages that shift
+ * between two requests, or a faulty server, can list a version twice.
+ * Returns the new count. */
+static size_t drop_repeated_versions(ap_registry_version_info *list, size_t count)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (kept > 0 && list[kept - 1].version == list[i].version) {
+            for (size_t j = 0; j < list[i].alias_count; j++)
+                free(list[i].aliases[j]);
+            free(list[i].aliases);
+            continue;
+        }
+        list[kept++] = list[i];
+    }
+    return kept;
+}
+
 /* Fetch one page of model-versions/search, starting at token (NULL: the first page). */
 static ap_status search_page(mlflow_registry *registry, const char *model, const char *token,
                              json_t **page, ap_error *err)
@@ -389,7 +407,7 @@ static ap_status list_versions(ap_registry *base, const char *model,
     if (found > 0)
         qsort(list, found, sizeof(*list), compare_versions);
     *versions = list;
-    *count = found;
+    *count = drop_repeated_versions(list, found);
     return AP_OK;
 }
 

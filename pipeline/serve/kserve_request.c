@@ -235,7 +235,7 @@ static ap_status read_input(const json_t *input, const ap_kserve_limits *limits,
         out->pixels = malloc(tensor.total);
     else
         out->images = calloc(out->count, sizeof(*out->images));
-    if (out->pixels == NULL && out->images == NULL)
+    if (out->has_pixels ? out->pixels == NULL : out->images == NULL)
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate input \"%s\" of %zu elements",
                             tensor.name, tensor.total);
     const json_t *data = json_object_get(input, "data");

@@ -100,9 +100,8 @@ ap_status ap_multipart_boundary(const char *content_type, char *boundary, ap_err
                             "multipart/form-data",
                             content_type != NULL ? content_type : "");
     char name[64], value[AP_MULTIPART_BOUNDARY_MAX + 2];
-    int found;
     boundary[0] = '\0';
-    while ((found = next_parameter(&p, name, sizeof(name), value, sizeof(value))) == 1) {
+    while (next_parameter(&p, name, sizeof(name), value, sizeof(value)) == 1) {
         if (strcasecmp(name, "boundary") != 0)
             continue;
         if (value[0] == '\0' || strlen(value) > AP_MULTIPART_BOUNDARY_MAX)

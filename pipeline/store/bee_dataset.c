@@ -84,7 +84,8 @@ static ap_status append_row(store_text *text, const char *name, json_t *entry, a
     if (!json_is_object(entry))
         return ap_error_set(err, AP_ERR_FORMAT, "%s: the entry of %.200s is not an object",
                             BEE_JSON, name);
-    if (strchr(name, '/') != NULL || ap_store_check_key(name, err) != AP_OK)
+    /* The manifest reader rejects a backslash in a file name, so reject it here too. */
+    if (strpbrk(name, "/\\") != NULL || ap_store_check_key(name, err) != AP_OK)
         return ap_error_set(err, AP_ERR_FORMAT, "%s: image name %.200s is not a plain file name",
                             BEE_JSON, name);
     append_field(text, name);
@@ -117,6 +118,10 @@ static ap_status build_manifest(json_t *root, char **out, ap_error *err)
     *out = NULL;
     if (!json_is_object(root))
         return ap_error_set(err, AP_ERR_FORMAT, "%s is not a JSON object of image names", BEE_JSON);
+    if (json_object_size(root) == 0)
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s lists no images; the archive is incomplete, so download it again",
+                            BEE_JSON);
     const char **names = calloc(json_object_size(root) + 1, sizeof(*names));
     if (names == NULL)
         return ap_error_set(err, AP_ERR_NOMEM, "cannot sort %zu image names",

@@ -186,8 +186,13 @@ static int64_t file_length(FILE *file)
 
 static void sleep_backoff(int attempt)
 {
+    /* Seeded per process, so that clients retrying together spread out;
+     * rand() without srand() would give every process the same waits. */
+    static unsigned int jitter_seed;
+    if (jitter_seed == 0)
+        jitter_seed = (unsigned int)time(NULL) ^ ((unsigned int)getpid() << 16);
     long ms = 500L << (attempt < 6 ? attempt : 6);
-    ms = ms / 2 + rand() % (ms / 2 + 1);
+    ms = ms / 2 + rand_r(&jitter_seed) % (ms / 2 + 1);
     struct timespec delay = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&delay, NULL);
 }

@@ -105,11 +105,10 @@ static ap_status parse_endpoint(ap_s3_client *client, const char *endpoint, ap_e
     client->authority[authority] = '\0';
     for (char *p = client->authority; *p != '\0'; p++)
         *p = (char)tolower((unsigned char)*p);
-    size_t length = strlen(client->authority);
     const char *suffix = ".amazonaws.com";
     char host[512];
     snprintf(host, sizeof(host), "%.*s", (int)strcspn(client->authority, ":"), client->authority);
-    length = strlen(host);
+    size_t length = strlen(host);
     client->amazon_endpoint =
         length > strlen(suffix) && strcmp(host + length - strlen(suffix), suffix) == 0;
     return AP_OK;

@@ -383,6 +383,7 @@ static bool run_finished(const run_state *run)
 ap_status s3_run(ap_s3_client *client, s3_op *ops, size_t count, ap_error *err)
 {
     run_state run = {.client = client, .ops = ops, .count = count};
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     run.waiting = calloc((size_t)client->options.concurrency + 1, sizeof(*run.waiting));
     if (run.waiting == NULL)
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate the S3 transfer queue");
