@@ -10,7 +10,7 @@ typedef enum { AP_LOG_DEBUG = 0, AP_LOG_INFO, AP_LOG_WARN, AP_LOG_ERROR } ap_log
 extern ap_log_level ap_log_threshold;
 
 void ap_log_set_rank(int rank);
-/* Parse "debug", "info", "warn" or "error"; return -1 when name is none of them. */
+/* Parse "debug", "info", "warn" or "error"; return -1 for any other name. */
 int ap_log_level_parse(const char *name);
 void ap_log_write(ap_log_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 

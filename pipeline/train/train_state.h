@@ -6,7 +6,7 @@
 #include "pipeline/train/checkpoint.h"
 #include "pipeline/train/optimizer.h"
 
-/* Where a training run stands, saved with every checkpoint. */
+/* Position of a training run, saved with every checkpoint. */
 typedef struct {
     long epoch;         /* completed epochs */
     long step_in_epoch; /* steps done in the current epoch (non-zero after an interruption) */
@@ -16,7 +16,7 @@ typedef struct {
 
 /* Save the network's tensors and, when opt is not NULL, the optimizer's
  * moments and position, as one safetensors file written atomically.
- * extra holds more metadata pairs (may be NULL). */
+ * extra contains more metadata pairs (may be NULL). */
 ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer *opt,
                               const ap_train_position *position, const ap_st_meta *extra,
                               size_t extra_count, ap_error *err);

@@ -10,7 +10,7 @@
 typedef struct {
     const ap_config *cfg;
     /* Continue from run_dir/checkpoint.safetensors when it exists. Without
-     * it, a run folder that already holds a checkpoint is an error. */
+     * it, a run folder that already contains a checkpoint is an error. */
     bool resume;
     /* Set by a signal handler; the loop saves a checkpoint and stops. */
     const volatile sig_atomic_t *stop_requested;
