@@ -21,37 +21,16 @@ venv="${APIARY_TEST_VENV:-$here/../../.venv-test}"
 moto="$venv/bin/moto_server"
 start_timeout=60
 lifetime="${S3_TEST_SERVER_LIFETIME:-900}"
+# seconds between TERM and KILL when the server is stopped
+grace=5
 
 usage() {
     echo "usage: $0 start DIR OWNER_PID [BUCKET]... | stop DIR" >&2
     exit 2
 }
 
-free_port() {
-    "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-server_ready() {
-    "$venv/bin/python" - "$1" <<'PY'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=2) as reply:
-        sys.exit(0 if reply.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-PY
-}
-
-# Kill a process group: TERM first, KILL after 5 s.
-stop_group() {
-    local pid="$1"
-    kill -TERM -- "-$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 50); do
-        kill -0 -- "-$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-}
+# shellcheck source-path=SCRIPTDIR source=server_lib.sh
+. "$here/server_lib.sh"
 
 start() {
     local dir="$1" owner="$2"
@@ -67,30 +46,11 @@ start() {
     setsid "$moto" --host 127.0.0.1 --port "$port" >"$dir/server.log" 2>&1 </dev/null &
     local server=$!
     echo "$server" >"$dir/server.pid"
-
-    setsid bash -c '
-        owner=$1 server=$2 lifetime=$3
-        end=$((SECONDS + lifetime))
-        while kill -0 "$owner" 2>/dev/null && kill -0 "$server" 2>/dev/null &&
-            [ "$SECONDS" -lt "$end" ]; do
-            sleep 1
-        done
-        kill -TERM -- "-$server" 2>/dev/null
-        sleep 3
-        kill -KILL -- "-$server" 2>/dev/null
-    ' watchdog "$owner" "$server" "$lifetime" >/dev/null 2>&1 </dev/null &
-    echo $! >"$dir/watchdog.pid"
-
-    local deadline=$((SECONDS + start_timeout))
-    until server_ready "$port"; do
-        if ! kill -0 "$server" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-            echo "the S3 server did not start; its log:" >&2
-            tail -n 30 "$dir/server.log" >&2
-            stop "$dir"
-            exit 1
-        fi
-        sleep 0.2
-    done
+    start_watchdog "$dir" "$owner" "$server" "$lifetime" "$grace"
+    if ! wait_ready "$dir" "$port" moto-api/ "$start_timeout" "the S3 server"; then
+        stop "$dir"
+        exit 1
+    fi
 
     local endpoint="http://127.0.0.1:$port"
     if ! "$venv/bin/python" "$here/s3_server_setup.py" "$endpoint" "$@" >"$dir/credentials" \
@@ -106,15 +66,7 @@ start() {
 }
 
 stop() {
-    local dir="$1"
-    if [ -f "$dir/server.pid" ]; then
-        stop_group "$(cat "$dir/server.pid")"
-        rm -f "$dir/server.pid"
-    fi
-    if [ -f "$dir/watchdog.pid" ]; then
-        kill -TERM -- "-$(cat "$dir/watchdog.pid")" 2>/dev/null || true
-        rm -f "$dir/watchdog.pid"
-    fi
+    stop_server "$1" "$grace"
 }
 
 case "${1:-}" in
