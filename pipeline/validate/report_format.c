@@ -350,6 +350,31 @@ size_t ap_report_visit_failures(const json_t *report, ap_report_failure_visitor 
     return count;
 }
 
+void ap_report_visit_summary(const json_t *report, ap_report_fact_visitor visit, void *context)
+{
+    static const struct {
+        const char *name;
+        const char *key;
+        bool as_code;
+    } strings[] = {
+        {"Model sha256", "model_sha256", true},
+        {"Model card sha256", "model_card_sha256", true},
+        {"Run folder", "run_dir", true},
+        {"Created", "created", false},
+        {"apiary version", "apiary_version", false},
+        {"Git commit", "git_commit", true},
+    };
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        visit(context, strings[i].name, ap_report_string(report, strings[i].key),
+              strings[i].as_code);
+
+    char number[AP_REPORT_NUMBER_MAX];
+    visit(context, "Test images",
+          ap_format_count(ap_report_object(report, "test"), "images", number), false);
+    visit(context, "Confidence level",
+          ap_format_number(ap_report_number(report, "confidence_level"), number), false);
+}
+
 const char *ap_format_number(double value, char buffer[AP_REPORT_NUMBER_MAX])
 {
     if (!isfinite(value))

@@ -88,6 +88,16 @@ typedef void (*ap_report_failure_visitor)(void *context, const char *kind, const
 size_t ap_report_visit_failures(const json_t *report, ap_report_failure_visitor visit,
                                 void *context);
 
+/* Callback for one fact of the report summary. name is the display name, and
+ * value the formatted value, or NULL when the report lacks it. as_code marks
+ * an identifier (a hash, a path) that belongs in a fixed-width font. */
+typedef void (*ap_report_fact_visitor)(void *context, const char *name, const char *value,
+                                       bool as_code);
+
+/* Visit the summary facts (model and card hashes, run folder, creation time,
+ * versions, test images, confidence level) in display order. */
+void ap_report_visit_summary(const json_t *report, ap_report_fact_visitor visit, void *context);
+
 /* value with AP_REPORT_DECIMALS digits, or "n/a" when it is not finite. */
 const char *ap_format_number(double value, char buffer[AP_REPORT_NUMBER_MAX]);
 /* An integer member such as a count, or "n/a". */

@@ -139,8 +139,9 @@ static void write_banner(ap_text *text, const json_t *report)
     ap_text_append(text, "</header>\n");
 }
 
-static void write_fact(ap_text *text, const char *name, const char *value, bool as_code)
+static void write_fact(void *context, const char *name, const char *value, bool as_code)
 {
+    ap_text *text = context;
     ap_text_printf(text, "<dt>%s</dt><dd>", name);
     if (value == NULL)
         ap_text_append(text, "<span class=\"muted\">n/a</span>");
@@ -153,18 +154,8 @@ static void write_fact(ap_text *text, const char *name, const char *value, bool 
 
 static void write_summary(ap_text *text, const json_t *report)
 {
-    char number[AP_REPORT_NUMBER_MAX];
-    const json_t *test = ap_report_object(report, "test");
-    double level = ap_report_number(report, "confidence_level");
     ap_text_append(text, "<section><h2>Summary</h2><dl>");
-    write_fact(text, "Model sha256", ap_report_string(report, "model_sha256"), true);
-    write_fact(text, "Model card sha256", ap_report_string(report, "model_card_sha256"), true);
-    write_fact(text, "Run folder", ap_report_string(report, "run_dir"), true);
-    write_fact(text, "Created", ap_report_string(report, "created"), false);
-    write_fact(text, "apiary version", ap_report_string(report, "apiary_version"), false);
-    write_fact(text, "Git commit", ap_report_string(report, "git_commit"), true);
-    write_fact(text, "Test images", ap_format_count(test, "images", number), false);
-    write_fact(text, "Confidence level", ap_format_number(level, number), false);
+    ap_report_visit_summary(report, write_fact, text);
     ap_text_append(text, "</dl></section>\n");
 }
 
