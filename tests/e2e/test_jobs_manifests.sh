@@ -241,7 +241,8 @@ if command -v ssh > /dev/null; then
 fi
 
 if [ -x "$venv/bin/shellcheck" ]; then
-    "$venv/bin/shellcheck" "$src/jobs/submit" "$src/jobs/runtime-packages" "$src"/scripts/ci-* ||
+    "$venv/bin/shellcheck" "$src/jobs/submit" "$src/jobs/runtime-packages" \
+        "$src/jobs/build-image" "$src"/scripts/ci-* ||
         fail "shellcheck reports problems in jobs/ or scripts/ci-*"
 fi
 echo "PASS"
