@@ -7,6 +7,7 @@
 #include "pipeline/common/status.h"
 #include "pipeline/config/config.h"
 #include "pipeline/promote/promote.h"
+#include "pipeline/store/store.h"
 
 /* Process exit codes of every subcommand. */
 enum {
@@ -52,6 +53,22 @@ int ap_cli_report(const char *stage, const ap_error *err);
 
 /* Install SIGTERM and SIGINT handlers that set the returned flag. */
 const volatile sig_atomic_t *ap_cli_install_stop_handler(void);
+
+/* Prepare a stage's blob store: stage an s3:// output_dir in a local folder
+ * (fetching the run folder that earlier runs left in S3) and, when
+ * with_data, replace an s3:// data.root with its synced local copy. Prints
+ * errors; returns the exit code. */
+int ap_cli_store_begin(ap_config *cfg, bool with_data, ap_store_outputs *outputs);
+
+/* Check, in the process that owns the run folder, that training it is what
+ * the command means: a finished run must have the same model settings, and
+ * a started one needs resume. Prints the error; returns AP_EXIT_USAGE or
+ * AP_EXIT_OK. */
+int ap_cli_check_run_folder(const ap_config *cfg, bool resume);
+
+/* Upload the run folder when output_dir is in S3. Logs a failure; returns
+ * AP_EXIT_OK or AP_EXIT_IO. */
+int ap_cli_store_upload(const ap_store_outputs *outputs, const ap_config *cfg);
 
 /* Log what a promotion did; returns the exit code (3 when blocked by the gate). */
 int ap_cli_report_promotion(const ap_promote_outcome *outcome, const char *alias);

@@ -1,9 +1,15 @@
 #include "pipeline/cli/cli.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/common/fsutil.h"
 #include "pipeline/common/log.h"
+#include "pipeline/parallel/comm.h"
+#include "pipeline/train/run_settings.h"
+#include "pipeline/train/trainer.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -55,8 +61,8 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
                                 "train.epochs=3\n");
                 return false;
             }
-            if (options->override_count == (int)(sizeof(options->overrides) /
-                                                 sizeof(options->overrides[0]))) {
+            if (options->override_count ==
+                (int)(sizeof(options->overrides) / sizeof(options->overrides[0]))) {
                 fprintf(stderr, "apiary: too many --set options (at most 64)\n");
                 return false;
             }
@@ -86,14 +92,81 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
     return true;
 }
 
+/* Length of the valid UTF-8 sequence at text (at most available bytes), or
+ * 0 when it is not one; overlong forms and surrogates are invalid. */
+static size_t utf8_sequence_length(const unsigned char *text, size_t available)
+{
+    unsigned char first = text[0];
+    size_t length = first < 0x80                     ? 1
+                    : first >= 0xc2 && first <= 0xdf ? 2
+                    : first >= 0xe0 && first <= 0xef ? 3
+                    : first >= 0xf0 && first <= 0xf4 ? 4
+                                                     : 0;
+    if (length == 0 || length > available)
+        return 0;
+    for (size_t i = 1; i < length; i++)
+        if ((text[i] & 0xc0) != 0x80)
+            return 0;
+    if ((first == 0xe0 && text[1] < 0xa0) || (first == 0xed && text[1] > 0x9f) ||
+        (first == 0xf0 && text[1] < 0x90) || (first == 0xf4 && text[1] > 0x8f))
+        return 0;
+    return length;
+}
+
+/* Check that the config file is UTF-8 text without NUL bytes, and name the
+ * line and column of the first bad byte, because the YAML parser's message
+ * for these does not say what to do. A file that cannot be read is left to
+ * the loader, which reports that. */
+static ap_status check_config_encoding(const char *path, ap_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    ap_error ignored;
+    if (ap_read_file(path, (size_t)64 << 20, &data, &size, &ignored) != AP_OK)
+        return AP_OK;
+    size_t line = 1, column = 1;
+    ap_status status = AP_OK;
+    for (size_t at = 0; at < size && status == AP_OK;) {
+        size_t length = utf8_sequence_length(data + at, size - at);
+        if (data[at] == '\0')
+            status = ap_error_set(err, AP_ERR_INVALID,
+                                  "%s:%zu:%zu: the file contains a NUL byte, so it is not a "
+                                  "text file; save the config as plain UTF-8 text",
+                                  path, line, column);
+        else if (length == 0)
+            status = ap_error_set(err, AP_ERR_INVALID,
+                                  "%s:%zu:%zu: byte 0x%02x is not valid UTF-8; save the config "
+                                  "as UTF-8 (for example with iconv -f LATIN1 -t UTF-8)",
+                                  path, line, column, data[at]);
+        if (data[at] == '\n') {
+            line++;
+            column = 0;
+        }
+        at += length > 0 ? length : 1;
+        column++;
+    }
+    free(data);
+    return status;
+}
+
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg)
 {
     ap_error err = {0};
-    ap_status status = ap_config_load_file(options->config_path, cfg, &err);
+    ap_status status = check_config_encoding(options->config_path, &err);
+    if (status == AP_OK)
+        status = ap_config_load_file(options->config_path, cfg, &err);
     for (int i = 0; status == AP_OK && i < options->override_count; i++)
         status = ap_config_set(cfg, options->overrides[i], &err);
     if (status == AP_OK)
         status = ap_config_validate(cfg, &err);
+    /* NOTE: an S3 registry would need a lock or conditional writes so that
+     * two runs cannot promote at once, so every stage rejects it up front. */
+    if (status == AP_OK && ap_store_is_s3(cfg->registry.uri))
+        status = ap_error_set(&err, AP_ERR_INVALID,
+                              "registry.uri %.300s: a registry in S3 is not supported; set "
+                              "registry.uri to a folder or to the URL of an MLflow tracking "
+                              "server",
+                              cfg->registry.uri);
     if (status != AP_OK) {
         fprintf(stderr, "apiary: invalid config: %s\n", err.message);
         return false;
@@ -127,4 +200,42 @@ int ap_cli_report(const char *stage, const ap_error *err)
         return AP_EXIT_FAILURE;
     }
     return AP_EXIT_FAILURE;
+}
+
+int ap_cli_store_begin(ap_config *cfg, bool with_data, ap_store_outputs *outputs)
+{
+    ap_error err = {0};
+    if (ap_store_outputs_begin(cfg, outputs, &err) != AP_OK)
+        return ap_cli_report("store", &err);
+    if (!with_data)
+        return AP_EXIT_OK;
+    char data_root[AP_PATH_MAX];
+    if (ap_store_materialize(cfg->data.root, cfg, data_root, &err) != AP_OK)
+        return ap_cli_report("store", &err);
+    memcpy(cfg->data.root, data_root, sizeof(cfg->data.root));
+    return AP_EXIT_OK;
+}
+
+int ap_cli_store_upload(const ap_store_outputs *outputs, const ap_config *cfg)
+{
+    ap_error err = {0};
+    if (ap_store_outputs_upload(outputs, cfg, &err) == AP_OK)
+        return AP_EXIT_OK;
+    AP_ERROR("upload of the run folder to %s failed: %s", outputs->uri, err.message);
+    return AP_EXIT_IO;
+}
+
+int ap_cli_check_run_folder(const ap_config *cfg, bool resume)
+{
+    if (ap_comm_launcher_rank() != 0)
+        return AP_EXIT_OK;
+    char run_dir[AP_PATH_MAX];
+    bool complete, has_checkpoint;
+    ap_error err = {0};
+    if (ap_run_dir(cfg, run_dir, sizeof(run_dir), &err) != AP_OK ||
+        ap_run_check_state(cfg, run_dir, resume, &complete, &has_checkpoint, &err) != AP_OK) {
+        AP_ERROR("train failed: %s", err.message);
+        return AP_EXIT_USAGE;
+    }
+    return AP_EXIT_OK;
 }

@@ -12,7 +12,8 @@ static void print_promote_help(void)
          "Register the validated model of the run in the registry (registry.uri,\n"
          "registry.model_name) and point the alias at it. The alias moves only when\n"
          "the run's report.json passed the gate and names the exact model file.\n"
-         "A failed gate registers nothing and exits with code 3.\n"
+         "A failed gate registers nothing and exits with code 3. An s3:// output_dir is\n"
+         "fetched first and the run folder (with promotion.json) uploaded after.\n"
          "\n"
          "  -c, --config FILE   YAML config of the run\n"
          "  --set KEY=VALUE     override one config key\n"
@@ -67,11 +68,20 @@ int ap_cmd_promote(int argc, char **argv)
         .force = options.force,
         .reason = options.reason,
     };
+    ap_store_outputs outputs;
+    int code = ap_cli_store_begin(&cfg, false, &outputs);
+    if (code != AP_EXIT_OK)
+        return code;
+
     ap_promote_outcome outcome;
     ap_error err = {0};
-    if (ap_promote(&request, &outcome, &err) != AP_OK)
+    ap_status status = ap_promote(&request, &outcome, &err);
+    int uploaded = ap_cli_store_upload(&outputs, &cfg);
+    if (status != AP_OK)
         return ap_cli_report("promote", &err);
-    int code = ap_cli_report_promotion(&outcome, options.alias ? options.alias : "champion");
+    code = ap_cli_report_promotion(&outcome, options.alias ? options.alias : "champion");
+    if (code == AP_EXIT_OK && uploaded != AP_EXIT_OK)
+        code = uploaded;
     if (code == AP_EXIT_OK)
         printf("%d\n", outcome.version);
     return code;

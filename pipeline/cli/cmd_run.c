@@ -33,8 +33,8 @@ static void format_metric(const json_t *metrics, const char *name, char *out, si
     if (!json_is_number(value))
         snprintf(out, size, "%-20s", "n/a");
     else if (json_is_number(lower) && json_is_number(upper))
-        snprintf(out, size, "%.3f [%.3f, %.3f]", json_number_value(value),
-                 json_number_value(lower), json_number_value(upper));
+        snprintf(out, size, "%.3f [%.3f, %.3f]", json_number_value(value), json_number_value(lower),
+                 json_number_value(upper));
     else
         snprintf(out, size, "%-20.3f", json_number_value(value));
 }
@@ -71,16 +71,6 @@ static void print_summary(const json_t *report, const ap_promote_outcome *promot
         printf("registry: version %d is champion\n", promotion->version);
 }
 
-/* Upload the run folder when output_dir is in S3; log a failure. */
-static ap_status upload_outputs(const ap_store_outputs *outputs, const ap_config *cfg)
-{
-    ap_error err = {0};
-    ap_status status = ap_store_outputs_upload(outputs, cfg, &err);
-    if (status != AP_OK)
-        AP_ERROR("upload of the run folder to %s failed: %s", outputs->uri, err.message);
-    return status;
-}
-
 int ap_cmd_run(int argc, char **argv)
 {
     ap_cli_options options;
@@ -103,15 +93,14 @@ int ap_cmd_run(int argc, char **argv)
         return AP_EXIT_USAGE;
     }
 
-    /* An s3:// output_dir is staged locally and uploaded after each stage. */
+    /* An s3:// output_dir is staged locally and uploaded after each stage;
+     * an s3:// data.root is synced once, and every stage reads the copy. */
     ap_store_outputs outputs;
-    if (ap_store_outputs_begin(&cfg, &outputs, &err) != AP_OK)
-        return ap_cli_report("store", &err);
-    /* An s3:// data.root is synced once, and every stage reads the local copy. */
-    char data_root[AP_PATH_MAX];
-    if (ap_store_materialize(cfg.data.root, &cfg, data_root, &err) != AP_OK)
-        return ap_cli_report("store", &err);
-    memcpy(cfg.data.root, data_root, sizeof(cfg.data.root));
+    int code = ap_cli_store_begin(&cfg, true, &outputs);
+    if (code == AP_EXIT_OK)
+        code = ap_cli_check_run_folder(&cfg, true);
+    if (code != AP_EXIT_OK)
+        return code;
 
     ap_train_request train = {
         .cfg = &cfg,
@@ -125,25 +114,24 @@ int ap_cmd_run(int argc, char **argv)
      * the others stop here rather than race it to validate and promote. */
     if (ap_comm_launcher_rank() != 0)
         return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_OK;
-    if (upload_outputs(&outputs, &cfg) != AP_OK || trained_status != AP_OK)
+    if (ap_cli_store_upload(&outputs, &cfg) != AP_EXIT_OK || trained_status != AP_OK)
         return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_IO;
 
     AP_INFO("stage 2 of 3: validate");
     ap_validate_request validate = {.cfg = &cfg};
     ap_validate_outcome validated = {0};
     ap_status validated_status = ap_validate(&validate, &validated, &err);
-    if (upload_outputs(&outputs, &cfg) != AP_OK || validated_status != AP_OK)
+    if (ap_cli_store_upload(&outputs, &cfg) != AP_EXIT_OK || validated_status != AP_OK)
         return validated_status != AP_OK ? ap_cli_report("validate", &err) : AP_EXIT_IO;
 
     AP_INFO("stage 3 of 3: promote");
     ap_promote_request promote = {.cfg = &cfg};
     ap_promote_outcome promoted;
-    int code;
     if (ap_promote(&promote, &promoted, &err) != AP_OK)
         code = ap_cli_report("promote", &err);
     else
         code = ap_cli_report_promotion(&promoted, "champion");
-    if (upload_outputs(&outputs, &cfg) != AP_OK && code == AP_EXIT_OK)
+    if (ap_cli_store_upload(&outputs, &cfg) != AP_EXIT_OK && code == AP_EXIT_OK)
         code = AP_EXIT_IO;
     if (code == AP_EXIT_OK || code == AP_EXIT_GATE_FAILED)
         print_summary(validated.report, &promoted);

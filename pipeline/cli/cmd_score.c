@@ -6,14 +6,20 @@
 #include "pipeline/score/score.h"
 #include "pipeline/score/score_alerts.h"
 #include "pipeline/score/score_input.h"
+#include "pipeline/score/score_store.h"
 
 static void print_score_help(void)
 {
-    puts("usage: apiary score -c CONFIG [--model REF] [--input DIR] [--output DIR]\n"
+    puts("usage: apiary score -c CONFIG [--model REF] [--input INPUT] [--output DIR]\n"
          "                    [--set KEY=VALUE]...\n"
          "\n"
-         "Score every .jpg, .jpeg and .png image below DIR with a registered model\n"
-         "(registry.uri, registry.model_name) and write, into OUTPUT/v<VERSION>:\n"
+         "Score the images of INPUT with a registered model (registry.uri,\n"
+         "registry.model_name). INPUT is a folder, whose .jpg, .jpeg and .png files are\n"
+         "scored, or a file naming the images relative to its folder: a .csv manifest\n"
+         "with a file column, or a .txt listing with one path per line. INPUT and DIR\n"
+         "may be s3://bucket/prefix URIs (see the store.* keys): images are cached in\n"
+         "store.cache_dir and not downloaded again while unchanged, and results are\n"
+         "staged there and uploaded when scoring stops. The results, in DIR/v<VERSION>:\n"
          "  predictions.jsonl  one row per image: probability and decision per label,\n"
          "                     or the error for an image that cannot be decoded\n"
          "  predictions.csv    the same rows as CSV\n"
@@ -26,8 +32,8 @@ static void print_score_help(void)
          "  -c, --config FILE   YAML config (see the score section of configs/local.yaml)\n"
          "  --model REF         alias or version number, such as champion or 3\n"
          "                      (default score.model)\n"
-         "  --input DIR         folder of images (default score.input)\n"
-         "  --output DIR        folder for the results (default score.output)\n"
+         "  --input INPUT       folder, manifest or listing of images (default score.input)\n"
+         "  --output DIR        folder or s3:// prefix for the results (default score.output)\n"
          "  --set KEY=VALUE     override one config key, for example\n"
          "                      --set 'score.alerts=wasp.count >= 1,varroa.rate > 0.05'\n"
          "  -h, --help          show this help\n"
@@ -128,7 +134,7 @@ static void log_warnings(const ap_score_outcome *outcome)
         AP_WARN("skipped %zu files whose names are not valid UTF-8; rename them to score them",
                 outcome->rejected);
     if (outcome->listed == 0)
-        AP_WARN("the input folder contains no .jpg, .jpeg or .png images");
+        AP_WARN("the input contains no .jpg, .jpeg or .png images");
 }
 
 static void print_label_table(const ap_score_outcome *outcome)
@@ -159,10 +165,11 @@ static void print_label_table(const ap_score_outcome *outcome)
 
 static void print_summary(const ap_config *cfg, const ap_score_outcome *outcome)
 {
-    printf("scored %zu images with %s version %d (sha256 %.12s): %zu errors, %zu already "
+    printf("scored %zu image%s with %s version %d (sha256 %.12s): %zu error%s, %zu already "
            "scored\n",
-           outcome->scored, cfg->registry.model_name, outcome->model_version, outcome->model_sha256,
-           outcome->errors, outcome->skipped);
+           outcome->scored, outcome->scored == 1 ? "" : "s", cfg->registry.model_name,
+           outcome->model_version, outcome->model_sha256, outcome->errors,
+           outcome->errors == 1 ? "" : "s", outcome->skipped);
     if (outcome->scored > 0)
         printf("  %.1f images/s with %d threads (%.2f s; decoding %.2f s, inference %.2f s)\n",
                (double)outcome->scored / outcome->seconds, outcome->threads, outcome->seconds,
@@ -192,6 +199,39 @@ static int fetch_model(const ap_config *cfg, ap_score_model_source *source)
     return ap_cli_report("score", &err);
 }
 
+/* Fetch an s3:// input and stage an s3:// output; returns the exit code. */
+static int prepare_store(ap_config *cfg, ap_score_store *store)
+{
+    ap_error err = {0};
+    if (ap_score_store_stage_output(cfg, store, &err) != AP_OK ||
+        ap_score_store_fetch_input(cfg, store, &err) != AP_OK)
+        return ap_cli_report("score", &err);
+    if (store->remote_input) {
+        const ap_store_sync_stats *fetched = &store->fetched;
+        AP_INFO("fetched %s into %s: %zu objects, %zu downloaded (%lld bytes), %zu unchanged, "
+                "%zu removed",
+                store->input_uri, cfg->score.input, fetched->objects, fetched->transferred,
+                (long long)fetched->bytes, fetched->reused, fetched->removed);
+        if (fetched->objects == 0)
+            AP_WARN("%s names no image objects", store->input_uri);
+    }
+    return AP_EXIT_OK;
+}
+
+/* Upload the results of an s3:// output; returns the exit code. */
+static int upload_results(const ap_config *cfg, const ap_score_store *store, int version)
+{
+    if (!store->remote_output)
+        return AP_EXIT_OK;
+    ap_error err = {0};
+    ap_store_sync_stats stats;
+    if (ap_score_store_upload(store, cfg, version, &stats, &err) != AP_OK)
+        return ap_cli_report("score", &err);
+    AP_INFO("uploaded the results to %s/v%d: %zu files sent (%lld bytes), %zu unchanged",
+            store->output_uri, version, stats.transferred, (long long)stats.bytes, stats.reused);
+    return AP_EXIT_OK;
+}
+
 int ap_cmd_score(int argc, char **argv)
 {
     char *rest[256];
@@ -213,21 +253,35 @@ int ap_cmd_score(int argc, char **argv)
     if (!ap_cli_load_config(&options, &cfg) || !apply_flags(&flags, &cfg) || !check_settings(&cfg))
         return AP_EXIT_USAGE;
 
-    ap_score_model_source source;
-    int code = fetch_model(&cfg, &source);
+    static ap_score_store store;
+    int code = prepare_store(&cfg, &store);
     if (code != AP_EXIT_OK)
         return code;
+    ap_score_model_source source;
+    code = fetch_model(&cfg, &source);
+    if (code != AP_EXIT_OK)
+        return code;
+    ap_error err = {0};
+    if (ap_score_store_resume(&store, &cfg, source.version, &err) != AP_OK)
+        return ap_cli_report("score", &err);
     AP_INFO("scoring %s with %s version %d", cfg.score.input, cfg.registry.model_name,
             source.version);
     ap_score_request request = {
         .cfg = &cfg, .model = &source, .stop = ap_cli_install_stop_handler()};
     ap_score_outcome outcome;
-    ap_error err = {0};
     ap_status status = ap_score_run(&request, &outcome, &err);
     if (status == AP_OK || status == AP_ERR_INTERRUPTED)
         log_warnings(&outcome);
-    if (status == AP_OK) {
+    /* An interrupted run uploads its journal too, so a rerun elsewhere resumes. */
+    int uploaded = status == AP_OK || status == AP_ERR_INTERRUPTED
+                       ? upload_results(&cfg, &store, source.version)
+                       : AP_EXIT_OK;
+    if (status == AP_OK && uploaded != AP_EXIT_OK) {
+        code = uploaded;
+    } else if (status == AP_OK) {
         print_summary(&cfg, &outcome);
+        if (store.remote_output)
+            printf("uploaded: %s/v%d\n", store.output_uri, source.version);
     } else if (outcome.alert_rejected) {
         fprintf(stderr, "apiary: invalid config: %s\n", err.message);
         code = AP_EXIT_USAGE;

@@ -12,7 +12,9 @@ static void print_train_help(void)
          "Train the configured network on the configured dataset. Outputs go to\n"
          "OUTPUT_DIR/RUN_NAME: config.yaml, split.csv, data_report.json,\n"
          "checkpoint.safetensors, model.safetensors, model_card.json,\n"
-         "train_log.jsonl and complete.json when training finished.\n"
+         "train_log.jsonl and complete.json when training finished. data.root and\n"
+         "output_dir may be s3:// URIs: the data is synced into store.cache_dir, and the\n"
+         "run folder is staged there and uploaded after training.\n"
          "\n"
          "  -c, --config FILE   YAML config (see configs/local.yaml)\n"
          "  --set KEY=VALUE     override one config key, e.g. --set train.epochs=3\n"
@@ -36,6 +38,13 @@ int ap_cmd_train(int argc, char **argv)
     if (!ap_cli_load_config(&options, &cfg))
         return AP_EXIT_USAGE;
 
+    ap_store_outputs outputs;
+    int code = ap_cli_store_begin(&cfg, true, &outputs);
+    if (code == AP_EXIT_OK)
+        code = ap_cli_check_run_folder(&cfg, options.resume);
+    if (code != AP_EXIT_OK)
+        return code;
+
     ap_train_request request = {
         .cfg = &cfg,
         .resume = options.resume,
@@ -43,9 +52,15 @@ int ap_cmd_train(int argc, char **argv)
     };
     ap_train_outcome outcome;
     ap_error err = {0};
-    if (ap_train(&request, &outcome, &err) != AP_OK)
+    ap_status status = ap_train(&request, &outcome, &err);
+    /* Only rank 0 writes the run folder, so only rank 0 uploads it; a
+     * checkpoint of a failed or stopped run is uploaded too, to resume from. */
+    if (ap_comm_launcher_rank() != 0)
+        return status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_OK;
+    code = ap_cli_store_upload(&outputs, &cfg);
+    if (status != AP_OK)
         return ap_cli_report("train", &err);
-    if (ap_comm_launcher_rank() == 0)
+    if (code == AP_EXIT_OK)
         printf("%s\n", outcome.model_path);
-    return AP_EXIT_OK;
+    return code;
 }

@@ -16,6 +16,8 @@ static void print_validate_help(void)
          "confidence intervals, the gate.rules bars and no significant accuracy\n"
          "regression against the registry's champion. Writes report.json, report.md and\n"
          "report.html into the run folder and the thresholds into model_card.json.\n"
+         "An s3:// output_dir or data.root is fetched first and the run folder uploaded\n"
+         "after validation.\n"
          "\n"
          "  -c, --config FILE   YAML config the run was trained with (see configs/local.yaml)\n"
          "  --set KEY=VALUE     override one config key, for example\n"
@@ -150,12 +152,20 @@ int ap_cmd_validate(int argc, char **argv)
         return AP_EXIT_USAGE;
     }
 
+    ap_store_outputs outputs;
+    int code = ap_cli_store_begin(&cfg, true, &outputs);
+    if (code != AP_EXIT_OK)
+        return code;
+
     ap_validate_request request = {.cfg = &cfg};
-    ap_validate_outcome outcome;
-    if (ap_validate(&request, &outcome, &err) != AP_OK)
+    ap_validate_outcome outcome = {0};
+    ap_status status = ap_validate(&request, &outcome, &err);
+    code = ap_cli_store_upload(&outputs, &cfg);
+    if (status != AP_OK)
         return ap_cli_report("validate", &err);
     print_summary(&outcome);
-    int code = outcome.passed ? AP_EXIT_OK : AP_EXIT_GATE_FAILED;
+    if (code == AP_EXIT_OK)
+        code = outcome.passed ? AP_EXIT_OK : AP_EXIT_GATE_FAILED;
     ap_validate_outcome_free(&outcome);
     return code;
 }

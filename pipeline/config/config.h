@@ -17,6 +17,9 @@
 
 typedef enum { AP_RESIZE_STRETCH = 0, AP_RESIZE_LETTERBOX = 1 } ap_resize_mode;
 typedef enum { AP_POS_WEIGHT_AUTO = 0, AP_POS_WEIGHT_NONE = 1 } ap_pos_weight_mode;
+typedef enum { AP_LOSS_BCE = 0, AP_LOSS_FOCAL = 1, AP_LOSS_ASYMMETRIC = 2 } ap_loss_kind;
+/* group keeps each group on one side; random ignores data.group_column. */
+typedef enum { AP_SPLIT_METHOD_GROUP = 0, AP_SPLIT_METHOD_RANDOM = 1 } ap_split_method;
 /* How the gate picks each label's decision threshold on the validation split;
  * the same order as ap_threshold_policy in pipeline/eval/thresholds.h. */
 typedef enum {
@@ -47,6 +50,7 @@ typedef struct {
 typedef struct {
     double val_fraction;
     double test_fraction;
+    ap_split_method method;
 } ap_split_config;
 
 typedef struct {
@@ -73,6 +77,11 @@ typedef struct {
     double beta2;
     double epsilon;
     ap_pos_weight_mode pos_weight;
+    ap_loss_kind loss;
+    double focal_gamma;          /* focal loss exponent of both target kinds */
+    double asymmetric_gamma_pos; /* asymmetric loss exponent of positive targets */
+    double asymmetric_gamma_neg; /* asymmetric loss exponent of negative targets */
+    double asymmetric_clip;      /* asymmetric loss margin subtracted from negatives' p */
     bool augment;
     double brightness; /* maximum relative brightness change */
     double contrast;   /* maximum relative contrast change */
@@ -80,6 +89,8 @@ typedef struct {
     int checkpoint_every; /* epochs between checkpoints */
     int accumulation_steps; /* micro-batches per optimizer step in each process */
     int collective_timeout; /* seconds a process waits for the others in one collective */
+    char precision[8];      /* "fp32", "tf32" or "bf16"; train.device=cuda only */
+    bool deterministic;     /* bit-identical GPU runs: deterministic cuDNN algorithms */
 } ap_train_config;
 
 typedef struct {

@@ -20,7 +20,16 @@ _Static_assert(sizeof(ap_gate_threshold_policy) == sizeof(int), "enum keys are s
 
 static const char *const resize_names[] = {"stretch", "letterbox", NULL};
 static const char *const pos_weight_names[] = {"auto", "none", NULL};
+_Static_assert(AP_LOSS_BCE == 0 && AP_LOSS_FOCAL == 1 && AP_LOSS_ASYMMETRIC == 2,
+               "loss names out of order");
+_Static_assert(AP_SPLIT_METHOD_GROUP == 0 && AP_SPLIT_METHOD_RANDOM == 1,
+               "split method names out of order");
+_Static_assert(sizeof(ap_loss_kind) == sizeof(int) && sizeof(ap_split_method) == sizeof(int),
+               "enum keys are stored as int");
+static const char *const loss_names[] = {"bce", "focal", "asymmetric", NULL};
+static const char *const split_method_names[] = {"group", "random", NULL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
+static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const path_style_names[] = {"auto", "true", "false", NULL};
 static const char *const threshold_policy_names[] = {"max_f1", "target_recall", "fixed", NULL};
@@ -152,6 +161,14 @@ const ap_config_key ap_config_keys[] = {
      .flags = AP_KEY_MAX_EXCLUSIVE,
      .default_text = "0.2",
      .help = "Fraction of the images (by group) held out for the final test"},
+    {.name = "split.method",
+     .type = AP_VALUE_ENUM,
+     FIELD(split.method),
+     .choices = split_method_names,
+     .default_text = "group",
+     .help = "group keeps every group of data.group_column in one part; random ignores "
+             "data.group_column and splits single images, which lets near duplicates reach "
+             "both sides (only for measuring that leakage)"},
 
     {.name = "model.stem_channels",
      .type = AP_VALUE_INT,
@@ -272,6 +289,42 @@ const ap_config_key ap_config_keys[] = {
      .default_text = "auto",
      .help = "Loss weight of positive examples: auto uses negatives/positives of each label "
              "in the training split, none uses 1"},
+    {.name = "train.loss",
+     .type = AP_VALUE_ENUM,
+     FIELD(train.loss),
+     .choices = loss_names,
+     .default_text = "bce",
+     .help = "Loss on the logits, skipping unknown labels: bce (binary cross-entropy), focal "
+             "(Lin et al. 2017) or asymmetric (Ridnik et al. 2021); all scale positives by "
+             "train.pos_weight"},
+    {.name = "train.focal_gamma",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.focal_gamma),
+     REALS(0.0, 10.0),
+     .default_text = "2",
+     .help = "Focal loss exponent: each target's loss is scaled by (1 - p_correct)^gamma, "
+             "0 gives bce"},
+    {.name = "train.asymmetric_gamma_pos",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.asymmetric_gamma_pos),
+     REALS(0.0, 10.0),
+     .default_text = "0",
+     .help = "Asymmetric loss exponent of positive targets: their loss is scaled by "
+             "(1 - p)^gamma_pos"},
+    {.name = "train.asymmetric_gamma_neg",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.asymmetric_gamma_neg),
+     REALS(0.0, 10.0),
+     .default_text = "4",
+     .help = "Asymmetric loss exponent of negative targets: their loss is scaled by "
+             "p_m^gamma_neg, with p_m = max(p - asymmetric_clip, 0)"},
+    {.name = "train.asymmetric_clip",
+     .type = AP_VALUE_DOUBLE,
+     FIELD(train.asymmetric_clip),
+     REALS(0.0, 1.0),
+     .flags = AP_KEY_MAX_EXCLUSIVE,
+     .default_text = "0.05",
+     .help = "Asymmetric loss probability margin: negatives with p at or below it add no loss"},
     {.name = "train.augment",
      .type = AP_VALUE_BOOL,
      FIELD(train.augment),
@@ -317,6 +370,22 @@ const ap_config_key ap_config_keys[] = {
      .help = "Seconds a process of a multi-process (mpirun) job waits for the others in one "
              "collective, such as the gradient all-reduce or the wait for rank 0 to prepare "
              "the data, before the job is aborted"},
+    {.name = "train.precision",
+     .type = AP_VALUE_CHOICE,
+     FIELD(train.precision),
+     .choices = precision_names,
+     .default_text = "fp32",
+     .help = "GPU arithmetic of convolutions and the dense layer (train.device=cuda): fp32, "
+             "tf32 (tensor cores round their inputs to TF32) or bf16 (convolutions read bf16 "
+             "copies of input and weights and return bf16 outputs and gradients, with float "
+             "accumulation; the dense layer rounds its inputs to bf16); activations, batch "
+             "norm, loss, gradients and master weights stay fp32 in every mode"},
+    {.name = "train.deterministic",
+     .type = AP_VALUE_BOOL,
+     FIELD(train.deterministic),
+     .default_text = "false",
+     .help = "GPU training with deterministic cuDNN algorithms and fixed reduction order, so "
+             "two runs are bit-identical, at some cost in speed; CPU training always is"},
 
     {.name = "gate.rules",
      .type = AP_VALUE_STRING_LIST,

@@ -1,6 +1,7 @@
 #include "pipeline/nn/net_internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static ap_status name_layer(char *name, const char *prefix, const char *suffix, ap_error *err)
 {
@@ -136,4 +137,44 @@ ap_status nn_block_backward(nn_context *ctx, nn_block *block, ap_error *err)
         identity_in_place ? block->bn2.output.diff_ptr : block->shortcut_grad_ptr;
     nn_add_into(block->input->diff_ptr, shortcut, block->input->floats);
     return AP_OK;
+}
+
+ap_status nn_block_create_fused(nn_context *ctx, nn_block *block, ap_error *err)
+{
+    const dnnl_memory_desc_t *sum_md = &block->residual.output.md;
+    NN_TRY(
+        nn_fused_create(ctx, &block->conv1, &block->bn1, &block->bn1.output.md, false, true, err));
+    NN_TRY(nn_fused_create(ctx, &block->conv2, &block->bn2, sum_md, true, true, err));
+    if (block->projection)
+        NN_TRY(nn_fused_create(ctx, &block->shortcut_conv, &block->shortcut_bn, sum_md, false,
+                               false, err));
+    return AP_OK;
+}
+
+bool nn_block_fused_ready(const nn_block *block)
+{
+    return block->conv1.fused.ready && block->conv2.fused.ready &&
+           (!block->projection || block->shortcut_conv.fused.ready);
+}
+
+/* Write the shortcut into the block's output, where conv2's sum post-op adds to it. */
+static ap_status write_shortcut(nn_context *ctx, nn_block *block, ap_error *err)
+{
+    nn_residual *residual = &block->residual;
+    if (block->projection)
+        return nn_fused_forward(ctx, &block->shortcut_conv, residual->output.data, err);
+    if (residual->shortcut_reordered)
+        return nn_reorder_run(ctx, &residual->shortcut_reorder, residual->shortcut->data,
+                              residual->output.data, err);
+    NN_TRY(nn_wait(ctx, residual->name, err));
+    memcpy(residual->output.data_ptr, residual->shortcut->data_ptr,
+           residual->output.floats * sizeof(float));
+    return AP_OK;
+}
+
+ap_status nn_block_forward_fused(nn_context *ctx, nn_block *block, ap_error *err)
+{
+    NN_TRY(nn_fused_forward(ctx, &block->conv1, block->bn1.output.data, err));
+    NN_TRY(write_shortcut(ctx, block, err));
+    return nn_fused_forward(ctx, &block->conv2, block->residual.output.data, err);
 }

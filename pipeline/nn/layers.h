@@ -17,6 +17,25 @@
 #define NN_BN_EPSILON  1e-5f
 #define NN_BN_MOMENTUM 0.1f
 
+/* Inference convolution with the following batch norm folded into its
+ * weights and a bias, and optional sum and ReLU post-ops (fused.c). */
+typedef struct {
+    bool ready; /* false: inference runs the convolution and batch norm apart */
+    /* the folded batch norm's tensors */
+    const ap_net_tensor *scale;
+    const ap_net_tensor *shift;
+    const ap_net_tensor *running_mean;
+    const ap_net_tensor *running_var;
+    float *weights; /* folded OIHW weights */
+    float *bias;
+    dnnl_memory_t weights_plain;
+    dnnl_memory_t weights_mem; /* in the primitive's format */
+    dnnl_memory_t bias_mem;
+    bool weights_reordered;
+    nn_op weights_reorder;
+    nn_op op;
+} nn_fused_conv;
+
 /* Convolution without bias, padding kernel / 2 on every side. */
 typedef struct {
     char name[AP_PARAM_NAME_MAX];
@@ -60,6 +79,7 @@ typedef struct {
     nn_op fwd;
     nn_op bwd_data;
     nn_op bwd_weights;
+    nn_fused_conv fused;
 } nn_conv;
 
 /* Batch norm with learned scale and shift, optionally followed by a fused ReLU. */
@@ -167,6 +187,15 @@ ap_status nn_conv_backward_weights(nn_context *ctx, nn_conv *conv, ap_error *err
 /* Set target (a memory in the input's format) to the gradient of the input. */
 ap_status nn_conv_backward_data(nn_context *ctx, nn_conv *conv, dnnl_memory_t target,
                                 ap_error *err);
+
+/* Create conv's fused inference primitive with bn folded in, writing dst_md,
+ * adding to what dst holds when sum is set, then ReLU when relu is set. Leaves
+ * conv->fused.ready false when oneDNN offers only a reference kernel. */
+ap_status nn_fused_create(nn_context *ctx, nn_conv *conv, const nn_bn *bn,
+                          const dnnl_memory_desc_t *dst_md, bool sum, bool relu, ap_error *err);
+/* Fold the batch norm's running statistics into the weights and run the
+ * fused primitive into dst. */
+ap_status nn_fused_forward(nn_context *ctx, nn_conv *conv, dnnl_memory_t dst, ap_error *err);
 
 /* tensors points at scale, shift, running mean and running variance, in that
  * order. When shared_diff has the output's format, the output gradient is

@@ -95,6 +95,8 @@ static ap_status build_stem(ap_net *net, ap_error *err)
     NN_TRY(nn_conv_create(ctx, &net->stem_conv, &net->input, tensor, spec->stem_stride, true, err));
     NN_TRY(nn_add_bn_tensors(net, "stem.bn", spec->stem_channels, &tensor, err));
     NN_TRY(nn_bn_create(ctx, &net->stem_bn, &net->stem_conv.output, true, tensor, NULL, err));
+    NN_TRY(nn_fused_create(ctx, &net->stem_conv, &net->stem_bn, &net->stem_bn.output.md, false,
+                           true, err));
     return nn_pool_create(ctx, &net->stem_pool, &net->stem_bn.output, dnnl_pooling_max, 3, 2, 1,
                           err);
 }
@@ -118,6 +120,7 @@ static ap_status build_stages(ap_net *net, ap_error *err)
             int stride = stage > 0 && index == 0 ? 2 : 1;
             int out_channels = spec->stage_channels[stage];
             NN_TRY(nn_block_create(net, block, input, in_channels, out_channels, stride, err));
+            NN_TRY(nn_block_create_fused(&net->ctx, block, err));
             input = &block->residual.output;
             in_channels = out_channels;
         }
@@ -170,6 +173,7 @@ ap_status ap_net_create(const ap_net_spec *spec, int batch, uint64_t seed, ap_ne
         return ap_error_set(err, AP_ERR_NOMEM, "network: out of memory");
     net->spec = *spec;
     net->batch = batch;
+    net->fused_inference = true;
     net->seed = seed;
     ap_status status = build(net, err);
     if (status != AP_OK) {
@@ -214,15 +218,30 @@ int ap_net_batch(const ap_net *net)
     return net->batch;
 }
 
+void nn_net_set_fused_inference(ap_net *net, bool fused)
+{
+    net->fused_inference = fused;
+}
+
 static ap_status run_forward(ap_net *net, bool training, uint64_t dropout_seed,
                              uint64_t dropout_stream, float *logits, ap_error *err)
 {
     nn_context *ctx = &net->ctx;
-    NN_TRY(nn_conv_forward(ctx, &net->stem_conv, err));
-    NN_TRY(nn_bn_forward(ctx, &net->stem_bn, training, err));
+    bool fused = !training && net->fused_inference;
+    if (fused && net->stem_conv.fused.ready) {
+        NN_TRY(nn_fused_forward(ctx, &net->stem_conv, net->stem_bn.output.data, err));
+    } else {
+        NN_TRY(nn_conv_forward(ctx, &net->stem_conv, err));
+        NN_TRY(nn_bn_forward(ctx, &net->stem_bn, training, err));
+    }
     NN_TRY(nn_pool_forward(ctx, &net->stem_pool, training, err));
-    for (int i = 0; i < net->block_count; i++)
-        NN_TRY(nn_block_forward(ctx, &net->blocks[i], training, err));
+    for (int i = 0; i < net->block_count; i++) {
+        nn_block *block = &net->blocks[i];
+        if (fused && nn_block_fused_ready(block))
+            NN_TRY(nn_block_forward_fused(ctx, block, err));
+        else
+            NN_TRY(nn_block_forward(ctx, block, training, err));
+    }
     NN_TRY(nn_gap_forward(ctx, &net->gap, err));
     nn_head_forward(&net->head, net->gap.features, training, dropout_seed, dropout_stream, logits);
     return AP_OK;

@@ -57,6 +57,7 @@ struct ap_net {
     /* False when some batch norm would see one value per channel, which has
      * no variance to normalise by, so training is rejected. */
     bool trainable;
+    bool fused_inference;
     bool last_forward_training;
     bool backward_done;
 };
@@ -79,6 +80,14 @@ ap_status nn_add_dense_tensors(ap_net *net, const char *layer, int out_features,
 ap_status nn_block_create(ap_net *net, nn_block *block, nn_act *input, int in_channels,
                           int out_channels, int stride, ap_error *err);
 ap_status nn_block_forward(nn_context *ctx, nn_block *block, bool training, ap_error *err);
+/* Create the fused inference primitives of a block (fused.c explains them). */
+ap_status nn_block_create_fused(nn_context *ctx, nn_block *block, ap_error *err);
+/* True when every convolution of the block has its fused inference primitive. */
+bool nn_block_fused_ready(const nn_block *block);
+ap_status nn_block_forward_fused(nn_context *ctx, nn_block *block, ap_error *err);
+/* Choose between fused inference (the default) and the layer-by-layer
+ * inference that training's layers run; tests compare the two. */
+void nn_net_set_fused_inference(ap_net *net, bool fused);
 ap_status nn_block_backward(nn_context *ctx, nn_block *block, ap_error *err);
 
 #endif

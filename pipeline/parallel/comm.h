@@ -66,4 +66,22 @@ _Noreturn void ap_comm_abort(ap_comm *comm, int exit_code);
 int ap_comm_launcher_rank(void);
 int ap_comm_launcher_size(void);
 
+#ifdef APIARY_HAVE_NCCL
+/* NCCL communicator over the GPUs of the job's processes, one GPU each
+ * (comm_nccl.c, built when CMake found NCCL and MPI). Rank 0 creates the
+ * NCCL unique id and ap_comm_broadcast shares it. Every wait is bounded by
+ * the ap_comm's collective timeout: when it runs out, the NCCL communicator
+ * is aborted (ncclCommAbort), comm is marked failed and the error names
+ * this rank and its device. stream arguments are cudaStream_t values. */
+typedef struct ap_nccl ap_nccl;
+
+ap_status ap_nccl_open(ap_comm *comm, int device, ap_nccl **out, ap_error *err);
+/* Queue an in-place sum of count floats of device memory on stream. */
+ap_status ap_nccl_allreduce_sum(ap_nccl *nccl, float *values, size_t count, void *stream,
+                                const char *operation, ap_error *err);
+/* Wait until the work queued on stream has finished. */
+ap_status ap_nccl_wait(ap_nccl *nccl, void *stream, const char *operation, ap_error *err);
+void ap_nccl_close(ap_nccl *nccl);
+#endif
+
 #endif

@@ -4,13 +4,17 @@
  *   MODEL/versions/N/     one complete version: model.safetensors, model_card.json,
  *                         optional report.json and attachments, and version.json
  *   MODEL/aliases.json    {"format_version": 1, "aliases": {...}, "history": [...]}
- *   MODEL/.lock           flock target that serializes alias changes
+ *   MODEL/.lock           flock target that serializes alias changes and registrations
  *   MODEL/.register-*     a version being written; renamed to versions/N when complete
  *
  * A version folder appears only through rename(2) of a finished staging
  * folder, so readers never see a partial version. Writers pick N as one more
  * than the highest existing number and move on to N + 1 when a concurrent
- * writer took N first. Alias changes are read-modify-write cycles of
+ * writer took N first. Registering weights that a complete version already
+ * holds (the same model.safetensors sha256) returns that version instead,
+ * and the check and the rename happen under the lock, so two concurrent
+ * registrations of one model get one version. Alias changes are
+ * read-modify-write cycles of
  * aliases.json under an exclusive flock, and the file is replaced atomically,
  * so readers need no lock. */
 
@@ -696,6 +700,63 @@ static ap_status stage_version(const staging *stage, const char *model,
     return status;
 }
 
+static ap_status scan_versions(const char *versions_dir, int **numbers, size_t *count,
+                               ap_error *err);
+static ap_status load_record(const local_registry *registry, const char *model, int version,
+                             json_t **record, ap_error *err);
+
+static const char *record_model_sha(const json_t *record)
+{
+    const json_t *files = json_object_get(record, "files");
+    return json_string_value(
+        json_object_get(json_object_get(files, AP_REGISTRY_MODEL_FILE), "sha256"));
+}
+
+/* The newest complete version whose weights have the given sha256, or 0.
+ * Versions whose record does not load are skipped. */
+static ap_status find_same_weights(const local_registry *registry, const char *model,
+                                   const char *versions_dir, const char *sha256, int *found,
+                                   ap_error *err)
+{
+    *found = 0;
+    int *numbers = NULL;
+    size_t count = 0;
+    ap_status status = scan_versions(versions_dir, &numbers, &count, err);
+    for (size_t i = count; status == AP_OK && sha256 != NULL && i > 0 && *found == 0; i--) {
+        json_t *record = NULL;
+        ap_error ignored;
+        if (load_record(registry, model, numbers[i - 1], &record, &ignored) != AP_OK)
+            continue;
+        const char *hash = record_model_sha(record);
+        if (hash != NULL && strcmp(hash, sha256) == 0)
+            *found = numbers[i - 1];
+        json_decref(record);
+    }
+    free(numbers);
+    return status;
+}
+
+/* Publish the staged version unless a complete version holds the same
+ * weights, holding the model lock across the check and the rename. */
+static ap_status publish_unless_registered(const local_registry *registry, const char *model,
+                                           const char *model_dir, const char *versions_dir,
+                                           staging *stage, json_t *record, int *version,
+                                           ap_error *err)
+{
+    int lock_fd = -1;
+    ap_status status = lock_model(model_dir, LOCK_EX, &lock_fd, err);
+    int existing = 0;
+    if (status == AP_OK)
+        status = find_same_weights(registry, model, versions_dir, record_model_sha(record),
+                                   &existing, err);
+    if (status == AP_OK && existing > 0)
+        *version = existing;
+    else if (status == AP_OK)
+        status = staging_publish(stage, versions_dir, record, version, err);
+    unlock_model(lock_fd);
+    return status;
+}
+
 static ap_status register_version(ap_registry *base, const char *model,
                                   const ap_registry_new_version *request, int *version,
                                   ap_error *err)
@@ -719,7 +780,8 @@ static ap_status register_version(ap_registry *base, const char *model,
     json_t *record = NULL;
     status = stage_version(&stage, model, request, &record, err);
     if (status == AP_OK)
-        status = staging_publish(&stage, versions_dir, record, version, err);
+        status = publish_unless_registered(registry, model, model_dir, versions_dir, &stage, record,
+                                           version, err);
     json_decref(record);
     staging_discard(&stage);
     return status;

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pipeline/common/log.h"
+
 #define API_PREFIX         "/api/2.0/mlflow/"
 #define ARTIFACTS_PREFIX   "/api/2.0/mlflow-artifacts/artifacts/"
 #define RESPONSE_MAX       (64u << 20)
@@ -237,6 +239,11 @@ ap_status mlflow_client_init(mlflow_client *client, const char *url,
         mlflow_client_cleanup(client);
         return status;
     }
+    if (client->insecure_tls && strncmp(client->base_url, "https:", 6) == 0)
+        AP_WARN("MLFLOW_TRACKING_INSECURE_TLS=true: the TLS certificate of %s is not verified, "
+                "so anyone on the network path can read and change the registry traffic; set "
+                "MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA file instead",
+                client->base_url);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     client->jitter_seed = (unsigned int)now.tv_nsec ^ (unsigned int)getpid();
@@ -575,10 +582,12 @@ static ap_status report_failure(const request_spec *spec, const response_sink *s
         failure->http_status = 0;
         const char *detail = result->curl_message[0] != '\0' ? result->curl_message
                                                              : curl_easy_strerror(result->code);
-        return ap_error_set(err, AP_ERR_IO,
-                            "%s failed%s: %s; check that the MLflow server is running and "
-                            "reachable",
-                            spec->label, tries_text, detail);
+        const char *hint = result->code == CURLE_PEER_FAILED_VERIFICATION
+                               ? "if the server uses a private certificate authority, set "
+                                 "MLFLOW_TRACKING_SERVER_CERT_PATH to its PEM file"
+                               : "check that the MLflow server is running and reachable";
+        return ap_error_set(err, AP_ERR_IO, "%s failed%s: %s; %s", spec->label, tries_text, detail,
+                            hint);
     }
     char message[SERVER_MESSAGE_MAX + 1];
     failure->http_status = result->http_status;

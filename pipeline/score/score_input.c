@@ -58,7 +58,7 @@ size_t ap_score_utf8_length(const unsigned char *text)
     return length;
 }
 
-static bool is_valid_utf8(const char *text)
+bool ap_score_is_utf8(const char *text)
 {
     const unsigned char *at = (const unsigned char *)text;
     while (*at != '\0') {
@@ -83,7 +83,7 @@ typedef struct {
 static ap_status add_path(listing *list, const char *relative, ap_error *err)
 {
     ap_score_inputs *out = list->out;
-    if (!is_valid_utf8(relative)) {
+    if (!ap_score_is_utf8(relative)) {
         out->rejected++;
         return AP_OK;
     }
@@ -184,8 +184,9 @@ static int compare_paths(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The folder of a folder input, or NULL for an input this build cannot list. */
-static const char *input_folder(const char *input)
+/* The local path of input, or NULL for an input this build cannot read
+ * (a URI other than file://). */
+static const char *input_path(const char *input)
 {
     if (strncmp(input, "file://", 7) == 0)
         return input + 7;
@@ -194,15 +195,41 @@ static const char *input_folder(const char *input)
     return input;
 }
 
+/* The folder that image paths are relative to: the input itself, or the
+ * folder of a manifest or listing file. */
+static ap_status input_folder(const char *input, char *out, size_t out_size, ap_error *err)
+{
+    const char *path = input_path(input);
+    if (path == NULL)
+        return ap_error_set(err, AP_ERR_INVALID, "cannot read images from input %s", input);
+    struct stat info;
+    bool list_file = ap_score_list_kind_of(path) != AP_SCORE_LIST_NONE && stat(path, &info) == 0 &&
+                     S_ISREG(info.st_mode);
+    const char *slash = list_file ? strrchr(path, '/') : NULL;
+    int length;
+    if (!list_file)
+        length = snprintf(out, out_size, "%s", path);
+    else if (slash == NULL)
+        length = snprintf(out, out_size, ".");
+    else if (slash == path)
+        length = snprintf(out, out_size, "/");
+    else
+        length = snprintf(out, out_size, "%.*s", (int)(slash - path), path);
+    if (length < 0 || (size_t)length >= out_size)
+        return ap_error_set(err, AP_ERR_LIMIT, "input path %s is longer than %zu bytes", path,
+                            out_size - 1);
+    return AP_OK;
+}
+
 ap_status ap_score_list_inputs(const char *input, ap_score_inputs *out, ap_error *err)
 {
     memset(out, 0, sizeof(*out));
-    const char *folder = input_folder(input);
-    /* TODO: list s3:// prefixes through the blob store once it exists. */
+    const char *folder = input_path(input);
     if (folder == NULL)
         return ap_error_set(err, AP_ERR_INVALID,
-                            "input %s: only folders and file:// URIs can be scored; copy the "
-                            "images to a folder first",
+                            "input %s: only local folders, manifest or listing files and "
+                            "file:// URIs are read here; fetch other URIs through the blob "
+                            "store first",
                             input);
     if (folder[0] == '\0')
         return ap_error_set(err, AP_ERR_INVALID,
@@ -210,12 +237,14 @@ ap_status ap_score_list_inputs(const char *input, ap_score_inputs *out, ap_error
     struct stat info;
     if (stat(folder, &info) != 0)
         return ap_error_set(err, errno == ENOENT ? AP_ERR_NOT_FOUND : AP_ERR_IO,
-                            "cannot open input folder %s: %s; set score.input or --input to a "
-                            "folder of images",
+                            "cannot open input %s: %s; set score.input or --input to a "
+                            "folder of images, a manifest or a listing",
                             folder, strerror(errno));
+    if (S_ISREG(info.st_mode))
+        return ap_score_read_list_file(folder, out, err);
     if (!S_ISDIR(info.st_mode))
         return ap_error_set(err, AP_ERR_INVALID,
-                            "input %s is not a folder; pass a folder of images", folder);
+                            "input %s is not a folder or a file; pass a folder of images", folder);
 
     listing list = {.out = out};
     ap_status status = list_folder(&list, folder, "", err);
@@ -275,11 +304,13 @@ ap_status ap_score_read_input(const char *input, const char *relative, size_t ma
                               ap_score_buffer *buffer, size_t *size, ap_error *err)
 {
     *size = 0;
-    const char *folder = input_folder(input);
-    char path[LIST_PATH_MAX];
-    if (folder == NULL ||
-        snprintf(path, sizeof(path), "%s/%s", folder, relative) >= (int)sizeof(path))
-        return ap_error_set(err, AP_ERR_INVALID, "cannot read %s from input %s", relative, input);
+    char folder[LIST_PATH_MAX], path[LIST_PATH_MAX];
+    ap_status found = input_folder(input, folder, sizeof(folder), err);
+    if (found != AP_OK)
+        return found;
+    if (snprintf(path, sizeof(path), "%s/%s", folder, relative) >= (int)sizeof(path))
+        return ap_error_set(err, AP_ERR_LIMIT, "path %s/%s is longer than %d bytes", folder,
+                            relative, LIST_PATH_MAX - 1);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return ap_error_set(err, AP_ERR_IO, "cannot open %s: %s", path, strerror(errno));

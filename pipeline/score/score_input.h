@@ -3,8 +3,9 @@
 
 /* The images to score: listing an input location, reading one image's
  * bytes, and the group an image belongs to. An input is a folder path or a
- * file:// URI; listing and reading are the only places that know that, so
- * another store (an S3 prefix) is added in score_input.c alone. */
+ * file:// URI, or a manifest or listing file that names the images (see
+ * ap_score_read_list_file). An s3:// input is copied to a local folder
+ * first (see score_store.h). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,10 +33,31 @@ bool ap_score_is_image_name(const char *name);
  * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
 size_t ap_score_utf8_length(const unsigned char *text);
 
+/* True when text is valid UTF-8 throughout. */
+bool ap_score_is_utf8(const char *text);
+
 /* List the images below input, recursively, following symbolic links and
  * skipping names that start with '.'. A folder that links back to one of
- * its parents is an error, as is a folder that cannot be read. */
+ * its parents is an error, as is a folder that cannot be read. When input
+ * is a manifest or listing file, the images are the ones it names. */
 ap_status ap_score_list_inputs(const char *input, ap_score_inputs *out, ap_error *err);
+
+/* What a file given as the input contains, decided by its name. */
+typedef enum {
+    AP_SCORE_LIST_NONE = 0,
+    AP_SCORE_LIST_MANIFEST, /* .csv: the `file` column names the images */
+    AP_SCORE_LIST_LISTING,  /* .txt or .lst: one image path per line */
+} ap_score_list_kind;
+
+ap_score_list_kind ap_score_list_kind_of(const char *name);
+
+/* Read the image paths of a manifest or listing file, relative to the
+ * file's folder, sorted by strcmp with repeats dropped. Every image named
+ * is listed, whatever its extension, and one that is missing gets an error
+ * row when it is read. A listing skips blank lines and lines starting with
+ * '#'. Absolute paths and ".." segments are rejected; paths that are not
+ * valid UTF-8 are counted in out->rejected. */
+ap_status ap_score_read_list_file(const char *path, ap_score_inputs *out, ap_error *err);
 void ap_score_inputs_free(ap_score_inputs *inputs);
 
 /* Read the listed image relative into buffer, growing it when needed; *size

@@ -135,9 +135,10 @@ ap_status ap_score_journal_open(const char *path, const ap_score_model_info *mod
 {
     memset(out, 0, sizeof(*out));
     out->fd = -1;
-    if (strlen(path) >= sizeof(out->path))
+    size_t length = strlen(path);
+    if (length >= sizeof(out->path))
         return ap_error_set(err, AP_ERR_INVALID, "journal path %.80s... is too long", path);
-    snprintf(out->path, sizeof(out->path), "%s", path);
+    memcpy(out->path, path, length + 1);
     out->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (out->fd < 0)
         return ap_error_set(err, AP_ERR_IO, "cannot open %s: %s", path, strerror(errno));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,15 @@
 #define UNMATCHED_ENDPOINT "unmatched"
 /* After inference stops, resumed requests only need to write their response. */
 #define RESUME_WAIT_SECONDS 5.0
+
+/* Open connections, idle or slow ones included. libmicrohttpd's default
+ * (FD_SETSIZE - 4 = 1020, shared by the pool threads) let about a thousand
+ * clients that send their headers a byte at a time lock out every other
+ * client, health checks included. Each connection takes a 32 KiB buffer
+ * (the libmicrohttpd 0.9 default), so the limit costs at most 128 MiB. */
+#define CONNECTION_LIMIT 4096
+/* File descriptors kept for the model, registry and log files. */
+#define RESERVED_FILES 256
 
 static const ap_route routes[] = {
     {"/v1/predict", "POST", AP_ROUTE_LIMITED | AP_ROUTE_BODY, ap_predict_accept, ap_predict_handle,
@@ -448,6 +458,28 @@ static ap_status resolve_address(const ap_serve_config *settings, struct sockadd
     return AP_OK;
 }
 
+/* Raise the soft open-file limit as far as CONNECTION_LIMIT needs and the
+ * hard limit allows, and return the connection limit that then fits. */
+static unsigned int fit_connection_limit(void)
+{
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0)
+        return 1000;
+    rlim_t wanted = CONNECTION_LIMIT + RESERVED_FILES;
+    if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < wanted) {
+        struct rlimit raised = files;
+        raised.rlim_cur =
+            files.rlim_max == RLIM_INFINITY || files.rlim_max > wanted ? wanted : files.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            files = raised;
+    }
+    if (files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= wanted)
+        return CONNECTION_LIMIT;
+    if (files.rlim_cur <= 2 * RESERVED_FILES)
+        return (unsigned int)(files.rlim_cur / 2);
+    return (unsigned int)(files.rlim_cur - RESERVED_FILES);
+}
+
 static ap_status start_daemon(ap_server *server, ap_error *err)
 {
     const ap_serve_config *settings = &server->cfg.serve;
@@ -459,12 +491,13 @@ static ap_status start_daemon(ap_server *server, ap_error *err)
                          MHD_USE_ERROR_LOG;
     if (address.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    unsigned int connection_limit = fit_connection_limit();
     server->daemon = MHD_start_daemon(
         flags, (uint16_t)settings->port, NULL, NULL, on_request, server, MHD_OPTION_EXTERNAL_LOGGER,
         on_library_log, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)settings->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)settings->request_timeout_seconds, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        server, MHD_OPTION_END);
+        server, MHD_OPTION_CONNECTION_LIMIT, connection_limit, MHD_OPTION_END);
     if (server->daemon == NULL)
         return ap_error_set(err, AP_ERR_IO,
                             "cannot listen on %s port %d (%s); if another process uses the "

@@ -201,6 +201,16 @@ static ap_status finish_attempt(s3_op *op, CURLcode code, bool *retry, ap_error 
     if (op->sink_overflow)
         return ap_error_set(err, AP_ERR_LIMIT, "S3 %s %s: the response is larger than %zu bytes",
                             op->method, where, op->sink_max);
+    if (code == CURLE_PEER_FAILED_VERIFICATION) {
+        const char *url = NULL;
+        curl_easy_getinfo(op->easy, CURLINFO_EFFECTIVE_URL, &url);
+        return ap_error_set(err, AP_ERR_IO,
+                            "S3 %s %s failed: the TLS certificate of %.200s is not trusted (%s); "
+                            "if the endpoint uses a private certificate authority, set "
+                            "store.ca_bundle to its PEM file",
+                            op->method, where, url != NULL ? url : "the endpoint",
+                            op->curl_message[0] ? op->curl_message : curl_easy_strerror(code));
+    }
     if (code != CURLE_OK) {
         *retry = transient_curl_error(code);
         return ap_error_set(err, AP_ERR_IO, "S3 %s %s failed: %s", op->method, where,

@@ -70,6 +70,20 @@ typedef struct {
 ap_status ap_store_sync_down(const char *uri, const ap_config *cfg, const char *local_dir,
                              ap_store_sync_stats *stats, ap_error *err);
 
+/* Selects an object by its key relative to the prefix. */
+typedef bool (*ap_store_select_fn)(const char *name, void *context);
+
+/* ap_store_sync_down for only the objects that select accepts; stats count
+ * those alone. Local copies of objects that still exist but are not selected
+ * are kept. */
+ap_status ap_store_sync_select(const char *uri, const ap_config *cfg, const char *local_dir,
+                               ap_store_select_fn select, void *context, ap_store_sync_stats *stats,
+                               ap_error *err);
+
+/* The local folder for the S3 URI uri: store.cache_dir/AREA/BUCKET/PREFIX. */
+ap_status ap_store_cache_path(const ap_config *cfg, const char *area, const char *uri,
+                              char out[AP_PATH_MAX], ap_error *err);
+
 /* Copy every regular file below local_dir to uri (an S3 prefix or a local
  * folder), keeping relative paths, except the names in skip (NULL-ended,
  * matched against the first path segment). Files whose remote copy has the

@@ -24,7 +24,18 @@
 
 /* ---- The sync record: key -> ETag and size of the local copy ---- */
 
-static json_t *read_record(const char *local_dir, const char *uri)
+/* True when the URI text source names the same bucket and prefix as uri,
+ * so that "s3://b/p" and "s3://b/p/" share one cache folder's record. */
+static bool same_source(const char *source, const ap_store_uri *uri)
+{
+    ap_store_uri parsed;
+    ap_error ignored;
+    return source != NULL && ap_store_uri_parse(source, &parsed, &ignored) == AP_OK &&
+           parsed.kind == AP_STORE_S3 && strcmp(parsed.bucket, uri->bucket) == 0 &&
+           strcmp(parsed.prefix, uri->prefix) == 0;
+}
+
+static json_t *read_record(const char *local_dir, const ap_store_uri *uri)
 {
     char path[AP_PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/%s", local_dir, SYNC_RECORD);
@@ -32,7 +43,7 @@ static json_t *read_record(const char *local_dir, const char *uri)
     json_t *objects = json_object_get(record, "objects");
     const char *source = json_string_value(json_object_get(record, "source"));
     /* A record of another source, or a damaged one, counts as no record. */
-    if (!json_is_object(objects) || source == NULL || strcmp(source, uri) != 0) {
+    if (!json_is_object(objects) || !same_source(source, uri)) {
         json_decref(record);
         return json_object();
     }
@@ -100,10 +111,16 @@ static void free_plan(download_plan *plan)
     memset(plan, 0, sizeof(*plan));
 }
 
+/* The objects a sync downloads: all, or those a filter selects. */
+typedef struct {
+    ap_store_select_fn select;
+    void *context;
+} object_filter;
+
 /* Decide for each listed object whether its local copy is current. */
 static ap_status plan_downloads(const ap_store_uri *uri, const ap_s3_listing *listing,
-                                const char *local_dir, json_t *record, download_plan *plan,
-                                ap_store_sync_stats *stats, ap_error *err)
+                                const object_filter *filter, const char *local_dir, json_t *record,
+                                download_plan *plan, ap_store_sync_stats *stats, ap_error *err)
 {
     plan->items = calloc(listing->count + 1, sizeof(*plan->items));
     plan->paths = calloc(listing->count + 1, sizeof(*plan->paths));
@@ -118,6 +135,8 @@ static ap_status plan_downloads(const ap_store_uri *uri, const ap_s3_listing *li
         if (length == 0 || object->key[length - 1] == '/' || name[0] == '\0')
             continue;
         if (name[0] == '.' && (strcmp(name, SYNC_RECORD) == 0 || strcmp(name, SYNC_LOCK) == 0))
+            continue;
+        if (filter->select != NULL && !filter->select(name, filter->context))
             continue;
         stats->objects++;
         char path[AP_PATH_MAX * 2];
@@ -182,15 +201,16 @@ static void record_downloads(const download_plan *plan, json_t *record, ap_store
 }
 
 static ap_status sync_listing(ap_s3_client *client, const ap_store_uri *uri, const char *text,
-                              const char *local_dir, ap_store_sync_stats *stats, ap_error *err)
+                              const object_filter *filter, const char *local_dir,
+                              ap_store_sync_stats *stats, ap_error *err)
 {
     ap_s3_listing listing;
     ap_status status = ap_s3_list(client, uri->bucket, uri->prefix, &listing, err);
     if (status != AP_OK)
         return status;
-    json_t *record = read_record(local_dir, text);
+    json_t *record = read_record(local_dir, uri);
     download_plan plan = {0};
-    status = plan_downloads(uri, &listing, local_dir, record, &plan, stats, err);
+    status = plan_downloads(uri, &listing, filter, local_dir, record, &plan, stats, err);
     if (status == AP_OK) {
         remove_stale_copies(&listing, strlen(uri->prefix), local_dir, record, stats);
         status = ap_s3_get_files(client, uri->bucket, plan.items, plan.count, err);
@@ -209,8 +229,9 @@ static ap_status sync_listing(ap_s3_client *client, const ap_store_uri *uri, con
     return status;
 }
 
-ap_status ap_store_sync_down(const char *uri, const ap_config *cfg, const char *local_dir,
-                             ap_store_sync_stats *stats, ap_error *err)
+static ap_status sync_filtered(const char *uri, const ap_config *cfg, const char *local_dir,
+                               const object_filter *filter, ap_store_sync_stats *stats,
+                               ap_error *err)
 {
     memset(stats, 0, sizeof(*stats));
     ap_store_uri parsed;
@@ -229,12 +250,27 @@ ap_status ap_store_sync_down(const char *uri, const ap_config *cfg, const char *
     ap_s3_client *client = NULL;
     status = ap_s3_open(&options, &client, err);
     if (status == AP_OK)
-        status = sync_listing(client, &parsed, uri, local_dir, stats, err);
+        status = sync_listing(client, &parsed, uri, filter, local_dir, stats, err);
     if (client != NULL)
         stats->requests = ap_s3_get_stats(client);
     ap_s3_close(client);
     close(lock);
     return status;
+}
+
+ap_status ap_store_sync_down(const char *uri, const ap_config *cfg, const char *local_dir,
+                             ap_store_sync_stats *stats, ap_error *err)
+{
+    object_filter all = {0};
+    return sync_filtered(uri, cfg, local_dir, &all, stats, err);
+}
+
+ap_status ap_store_sync_select(const char *uri, const ap_config *cfg, const char *local_dir,
+                               ap_store_select_fn select, void *context, ap_store_sync_stats *stats,
+                               ap_error *err)
+{
+    object_filter filter = {.select = select, .context = context};
+    return sync_filtered(uri, cfg, local_dir, &filter, stats, err);
 }
 
 ap_status ap_store_materialize(const char *uri, const ap_config *cfg,
@@ -284,4 +320,16 @@ ap_status store_cache_folder(const ap_config *cfg, const char *area, const ap_st
                             "a shorter store.cache_dir",
                             uri->bucket, uri->prefix, AP_PATH_MAX - 1);
     return AP_OK;
+}
+
+ap_status ap_store_cache_path(const ap_config *cfg, const char *area, const char *uri,
+                              char out[AP_PATH_MAX], ap_error *err)
+{
+    ap_store_uri parsed;
+    ap_status status = ap_store_uri_parse(uri, &parsed, err);
+    if (status == AP_OK && parsed.kind != AP_STORE_S3)
+        status = ap_error_set(err, AP_ERR_INVALID, "%.300s is not an s3:// URI", uri);
+    if (status == AP_OK)
+        status = store_cache_folder(cfg, area, &parsed, out, err);
+    return status;
 }

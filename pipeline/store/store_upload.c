@@ -363,7 +363,9 @@ ap_status ap_store_outputs_upload(const ap_store_outputs *outputs, const ap_conf
 {
     if (!outputs->remote)
         return AP_OK;
-    static const char *const skip[] = {"cache", NULL};
+    /* The decoded-image cache is rebuilt from the data, and train.lock is
+     * the local lock of a training in progress. */
+    static const char *const skip[] = {"cache", "train.lock", NULL};
     char local_run[AP_PATH_MAX * 2], remote_run[AP_PATH_MAX];
     snprintf(local_run, sizeof(local_run), "%s/%s", outputs->staging, cfg->run_name);
     ap_status status = run_uri(outputs, cfg, remote_run, sizeof(remote_run), err);

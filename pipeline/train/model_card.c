@@ -90,6 +90,24 @@ static json_t *build_data(const ap_config *cfg, const ap_run_data *data)
                      (json_int_t)data->images.count, "splits", build_split_counts(data));
 }
 
+/* Writes train.loss and its settings as text, for example "asymmetric (gamma_pos 0,
+ * gamma_neg 4, clip 0.05), positive weights from train split". */
+static const char *describe_loss(const ap_train_config *train, char *text, size_t size)
+{
+    int used;
+    if (train->loss == AP_LOSS_FOCAL)
+        used = snprintf(text, size, "focal (gamma %g)", train->focal_gamma);
+    else if (train->loss == AP_LOSS_ASYMMETRIC)
+        used = snprintf(text, size, "asymmetric (gamma_pos %g, gamma_neg %g, clip %g)",
+                        train->asymmetric_gamma_pos, train->asymmetric_gamma_neg,
+                        train->asymmetric_clip);
+    else
+        used = snprintf(text, size, "bce");
+    if (train->pos_weight == AP_POS_WEIGHT_AUTO && used > 0 && (size_t)used < size)
+        snprintf(text + used, size - (size_t)used, ", positive weights from train split");
+    return text;
+}
+
 json_t *ap_model_card_build(const ap_model_card_info *info)
 {
     const ap_config *cfg = info->cfg;
@@ -103,14 +121,14 @@ json_t *ap_model_card_build(const ap_model_card_info *info)
     for (int i = 0; i < cfg->data.label_count; i++)
         json_array_append_new(labels, json_string(cfg->data.labels[i]));
 
+    char loss[160];
     json_t *training = json_pack(
         "{s:s, s:I, s:I, s:I, s:i, s:f, s:f, s:s, s:f}", "device", cfg->train.device, "seed",
         (json_int_t)cfg->seed, "epochs", (json_int_t)info->epochs, "steps",
         (json_int_t)info->steps, "batch_size", cfg->train.batch_size, "learning_rate",
         cfg->train.learning_rate, "weight_decay", cfg->train.weight_decay, "loss",
-        cfg->train.pos_weight == AP_POS_WEIGHT_AUTO ? "bce, positive weights from train split"
-                                                    : "bce",
-        "images_per_second", info->images_per_second);
+        describe_loss(&cfg->train, loss, sizeof(loss)), "images_per_second",
+        info->images_per_second);
 
     json_t *metrics = info->validation_metrics ? json_incref(info->validation_metrics)
                                                : json_object();

@@ -1,7 +1,12 @@
 #include "pipeline/train/run_data.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -27,8 +32,11 @@ static ap_status load_images(const ap_config *cfg, const char *run_dir, ap_run_d
         snprintf(data->local_root, sizeof(data->local_root), "%s", data_cfg.root);
     if (status == AP_OK)
         status = ap_path_join(path, sizeof(path), data_cfg.root, cfg->data.manifest, err);
+    /* A random split treats every image as its own group. */
+    const char *group_column =
+        cfg->split.method == AP_SPLIT_METHOD_RANDOM ? "" : cfg->data.group_column;
     if (status == AP_OK)
-        status = ap_manifest_load(path, labels, cfg->data.label_count, cfg->data.group_column,
+        status = ap_manifest_load(path, labels, cfg->data.label_count, group_column,
                                   &data->manifest, err);
     if (status == AP_OK)
         status = ap_sha256_file(path, data->manifest_hash, err);
@@ -185,5 +193,54 @@ ap_status ap_run_data_write_report(const ap_run_data *data, const char *path, ap
         return ap_error_set(err, AP_ERR_NOMEM, "cannot encode %s", path);
     ap_status status = ap_write_atomic(path, text, strlen(text), err);
     free(text);
+    return status;
+}
+
+/* True for NAME.tmp.XXXXXX, the pattern ap_atomic_open passes to mkstemp. */
+static bool is_atomic_temp(const char *name)
+{
+    const char *marker = strstr(name, ".tmp.");
+    if (marker == NULL || marker == name)
+        return false;
+    const char *suffix = marker + strlen(".tmp.");
+    if (strlen(suffix) != 6)
+        return false;
+    for (const char *c = suffix; *c != '\0'; c++)
+        if (!isalnum((unsigned char)*c))
+            return false;
+    return true;
+}
+
+static ap_status remove_temps_in(const char *dir, ap_error *err)
+{
+    DIR *listing = opendir(dir);
+    if (listing == NULL)
+        return errno == ENOENT
+                   ? AP_OK
+                   : ap_error_set(err, AP_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    ap_status status = AP_OK;
+    const struct dirent *entry;
+    while (status == AP_OK && (entry = readdir(listing)) != NULL) {
+        if (!is_atomic_temp(entry->d_name))
+            continue;
+        char path[AP_PATH_MAX + 320];
+        snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+        if (unlink(path) == 0)
+            AP_INFO("removed %s, left by a writer that stopped before finishing it", path);
+        else if (errno != ENOENT)
+            status = ap_error_set(err, AP_ERR_IO, "cannot remove the stale temporary file %s: %s",
+                                  path, strerror(errno));
+    }
+    closedir(listing);
+    return status;
+}
+
+ap_status ap_run_remove_stale_temps(const char *run_dir, ap_error *err)
+{
+    char cache_dir[AP_PATH_MAX + 16];
+    snprintf(cache_dir, sizeof(cache_dir), "%s/cache", run_dir);
+    ap_status status = remove_temps_in(run_dir, err);
+    if (status == AP_OK)
+        status = remove_temps_in(cache_dir, err);
     return status;
 }

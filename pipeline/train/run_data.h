@@ -35,6 +35,11 @@ void ap_run_data_label_counts(const ap_run_data *data, ap_split_part part, int l
 /* Log the data problems and the per-part, per-label counts. */
 void ap_run_data_log_summary(const ap_run_data *data);
 
+/* Remove the temporary files (NAME.tmp.XXXXXX) that atomic writers killed
+ * before their rename left in run_dir and run_dir/cache. Only safe while no
+ * other process writes to the run folder, as at the start of training. */
+ap_status ap_run_remove_stale_temps(const char *run_dir, ap_error *err);
+
 /* Write the data problems as JSON to path, atomically. */
 ap_status ap_run_data_write_report(const ap_run_data *data, const char *path, ap_error *err);
 

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "kernels/cpu/asymmetric_loss.h"
 #include "kernels/cpu/bce_loss.h"
 #include "kernels/cpu/preprocess.h"
 #include "kernels/cpu/rng.h"
@@ -20,7 +21,10 @@
 #include "pipeline/train/model_card.h"
 #include "pipeline/train/predict.h"
 #include "pipeline/train/run_data.h"
+#include "pipeline/train/run_lock.h"
+#include "pipeline/train/run_settings.h"
 #include "pipeline/train/schedule.h"
+#include "pipeline/train/train_backend.h"
 #include "pipeline/train/train_state.h"
 
 /* Random streams: each use of the seed draws from its own stream. */
@@ -52,6 +56,7 @@ typedef struct {
     ap_run_data data;
     ap_net_spec spec;
     ap_net *net;
+    ap_train_backend device; /* GPU backend; its step is NULL when the CPU trains */
     ap_optimizer opt;
     ap_train_position position;
     float pos_weight[AP_MAX_LABELS];
@@ -67,6 +72,7 @@ typedef struct {
     int8_t *targets;
     ap_augment_params *augment;
     FILE *log_file;
+    int lock_fd; /* rank 0's lock on the run folder; -1 when not held */
     double train_seconds;
     long train_images;
     json_t *last_val_metrics;
@@ -118,18 +124,7 @@ static void compute_config_hash(const ap_config *cfg, char hex[65])
 
 static ap_status check_device(const ap_config *cfg, ap_error *err)
 {
-    if (strcmp(cfg->train.device, "cuda") != 0)
-        return AP_OK;
-#ifdef APIARY_HAVE_CUDA
-    /* TODO: drive the CUDA kernels from the trainer; until then only the CPU trains. */
-    return ap_error_set(err, AP_ERR_INVALID,
-                        "train.device is cuda, but this apiary trains on the CPU only; set "
-                        "train.device=cpu");
-#else
-    return ap_error_set(err, AP_ERR_INVALID,
-                        "train.device is cuda, but this apiary was built without CUDA; set "
-                        "train.device=cpu, or rebuild on a machine with the CUDA toolkit (nvcc)");
-#endif
+    return ap_train_device_check(cfg, err);
 }
 
 /* Open the communicator, give the log its rank and check that the global
@@ -156,17 +151,8 @@ static ap_status open_comm(trainer *t, ap_error *err)
 
 static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
 {
-    char path[AP_PATH_MAX + 64];
-    run_path(t, COMPLETE_MARKER, path, sizeof(path));
-    *complete = ap_path_exists(path);
-    run_path(t, "checkpoint.safetensors", path, sizeof(path));
-    *has_checkpoint = ap_path_exists(path);
-    if ((*has_checkpoint || *complete) && !t->request->resume)
-        return ap_error_set(err, AP_ERR_INVALID,
-                            "run folder %s already holds a %s run; pass --resume to continue "
-                            "it, or choose another run_name (--set run_name=NAME)",
-                            t->run_dir, *complete ? "finished" : "started");
-    return AP_OK;
+    return ap_run_check_state(t->cfg, t->run_dir, t->request->resume, complete, has_checkpoint,
+                              err);
 }
 
 /* Rank 0 inspects the run folder and sends what it found to the other processes. */
@@ -176,7 +162,11 @@ static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint
     if (is_root(t)) {
         status = ap_mkdirs(t->run_dir, err);
         if (status == AP_OK)
+            status = ap_run_lock(t->run_dir, &t->lock_fd, err);
+        if (status == AP_OK)
             status = check_run_state(t, complete, has_checkpoint, err);
+        if (status == AP_OK)
+            status = ap_run_remove_stale_temps(t->run_dir, err);
     }
     status = agree(t, status, "checking the run folder", err);
     unsigned char flags[2] = {*complete, *has_checkpoint};
@@ -281,6 +271,41 @@ static void load_images(trainer *t, const size_t *indices, int count,
                       cfg->data.std, t->input);
 }
 
+/* The exponents and clip of train.loss; focal is the symmetric case. */
+static ap_asymmetric_params loss_params(const ap_train_config *train)
+{
+    if (train->loss == AP_LOSS_FOCAL)
+        return (ap_asymmetric_params){(float)train->focal_gamma, (float)train->focal_gamma, 0.0f};
+    return (ap_asymmetric_params){(float)train->asymmetric_gamma_pos,
+                                  (float)train->asymmetric_gamma_neg,
+                                  (float)train->asymmetric_clip};
+}
+
+/* The train.loss mean over the known targets of count images, with
+ * d(mean)/d(logit) in grad when grad is not NULL. */
+static float mean_loss(const trainer *t, const float *logits, const int8_t *targets, int count,
+                       float *grad)
+{
+    int labels = t->cfg->data.label_count;
+    if (t->cfg->train.loss == AP_LOSS_BCE)
+        return ap_cpu_bce_loss(logits, targets, t->pos_weight, count, labels, grad);
+    ap_asymmetric_params params = loss_params(&t->cfg->train);
+    return ap_cpu_asymmetric_loss(logits, targets, t->pos_weight, count, labels, &params, grad);
+}
+
+/* The train.loss sum over the known targets, their count in *known and the
+ * undivided gradient in grad, for steps of several micro-batches. */
+static double summed_loss(const trainer *t, int count, long *known)
+{
+    int labels = t->cfg->data.label_count;
+    if (t->cfg->train.loss == AP_LOSS_BCE)
+        return ap_dp_bce_loss_sum(t->logits, t->targets, t->pos_weight, count, labels, t->d_logits,
+                                  known);
+    ap_asymmetric_params params = loss_params(&t->cfg->train);
+    return ap_cpu_asymmetric_loss_sum(t->logits, t->targets, t->pos_weight, count, labels, &params,
+                                      t->d_logits, known);
+}
+
 static ap_status diverged(const trainer *t, float loss, ap_error *err)
 {
     return ap_error_set(err, AP_ERR_INVALID,
@@ -311,8 +336,7 @@ static ap_status train_step_whole(trainer *t, long step_in_epoch, float *loss, a
         ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT, step, t->logits, err);
     if (status != AP_OK)
         return status;
-    *loss = ap_cpu_bce_loss(t->logits, t->targets, t->pos_weight, t->batch, cfg->data.label_count,
-                            t->d_logits);
+    *loss = mean_loss(t, t->logits, t->targets, t->batch, t->d_logits);
     if (!isfinite(*loss))
         return diverged(t, *loss, err);
     status = ap_net_backward(t->net, t->d_logits, err);
@@ -341,8 +365,7 @@ static ap_status train_micro_batch(trainer *t, const size_t *batch_images,
     if (status != AP_OK)
         return status;
     long known = 0;
-    double loss_sum = ap_dp_bce_loss_sum(t->logits, t->targets, t->pos_weight, count,
-                                         cfg->data.label_count, t->d_logits, &known);
+    double loss_sum = summed_loss(t, count, &known);
     status = ap_net_backward(t->net, t->d_logits, err);
     if (status != AP_OK)
         return status;
@@ -426,11 +449,14 @@ static ap_status evaluate(trainer *t, ap_split_part part, double *loss, json_t *
         free(targets);
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate evaluation buffers");
     }
-    ap_status status = ap_dp_predict(t->comm, t->net, &t->data.images, t->data.part_images[part],
-                                     count, t->cfg->data.mean, t->cfg->data.std, logits, err);
+    ap_status status =
+        t->device.predict != NULL
+            ? t->device.predict(t->device.state, t->data.part_images[part], count, logits, err)
+            : ap_dp_predict(t->comm, t->net, &t->data.images, t->data.part_images[part], count,
+                            t->cfg->data.mean, t->cfg->data.std, logits, err);
     if (status == AP_OK) {
         ap_gather_labels(&t->data.images, t->data.part_images[part], count, targets);
-        *loss = ap_cpu_bce_loss(logits, targets, t->pos_weight, (int)count, (int)labels, NULL);
+        *loss = mean_loss(t, logits, targets, (int)count, NULL);
         ap_sigmoid_inplace(logits, count * labels);
         *metrics = json_object();
         for (size_t label = 0; label < labels; label++)
@@ -486,12 +512,19 @@ static void log_epoch(trainer *t, double train_loss, double val_loss, json_t *me
     json_decref(entry);
 }
 
+/* Bring the device backend's weights and optimizer state to the host copy
+ * that checkpoints, model files and digests read. */
+static ap_status sync_to_host(trainer *t, ap_error *err)
+{
+    return t->device.to_host != NULL ? t->device.to_host(t->device.state, err) : AP_OK;
+}
+
 /* Rank 0 writes the checkpoint, with the job's process count so that a
  * resume can check it; the others wait for the outcome. */
 static ap_status save_checkpoint(trainer *t, ap_error *err)
 {
-    ap_status status = AP_OK;
-    if (is_root(t)) {
+    ap_status status = sync_to_host(t, err);
+    if (status == AP_OK && is_root(t)) {
         char path[AP_PATH_MAX + 64], world[16];
         run_path(t, "checkpoint.safetensors", path, sizeof(path));
         snprintf(world, sizeof(world), "%d", t->world);
@@ -513,8 +546,33 @@ static void log_step(trainer *t, float loss, double lr, double images_per_second
     json_decref(entry);
 }
 
+/* One step on the device backend, from the same batch, augmentation,
+ * dropout key and learning rate as the CPU path. */
+static ap_status device_step(trainer *t, float *loss, bool *stop, ap_error *err)
+{
+    const ap_config *cfg = t->cfg;
+    ap_backend_step step = {
+        .images = t->permutation + (size_t)t->position.step_in_epoch * (size_t)t->batch,
+        .augment = draw_augment(t, (uint64_t)t->position.global_step),
+        .step = (uint64_t)t->position.global_step,
+        .dropout_seed = cfg->seed ^ STREAM_DROPOUT,
+        .learning_rate = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
+                                       cfg->train.learning_rate, cfg->train.min_learning_rate),
+        .stop_requested = stop_requested(t),
+    };
+    if (t->world > 1)
+        ap_dp_tally_mark(&t->tally, step.images + ap_dp_micro_offset(&t->layout, 0),
+                         (size_t)t->layout.micro_batch * (size_t)t->layout.accumulation);
+    ap_status status = t->device.step(t->device.state, &step, loss, stop, err);
+    if (status == AP_OK && !isfinite(*loss))
+        return diverged(t, *loss, err);
+    return status;
+}
+
 static ap_status train_step(trainer *t, float *loss, bool *stop, ap_error *err)
 {
+    if (t->device.step != NULL)
+        return device_step(t, loss, stop, err);
     if (t->layout.chunks > 1)
         return train_step_split(t, t->position.step_in_epoch, loss, stop, err);
     ap_status status = train_step_whole(t, t->position.step_in_epoch, loss, err);
@@ -628,7 +686,9 @@ static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_e
         if (status != AP_OK)
             return status;
     }
-    ap_status status = is_root(t) ? write_model_files(t, outcome, err) : AP_OK;
+    ap_status status = sync_to_host(t, err);
+    if (status == AP_OK && is_root(t))
+        status = write_model_files(t, outcome, err);
     return agree(t, status, "writing the model", err);
 }
 
@@ -741,12 +801,34 @@ static void warn_reference_primitives(const ap_net *net)
     }
 }
 
+/* Write data_report.json for a load that failed after listing its bad and
+ * missing images (data.max_bad_fraction), so the user can see which. The
+ * decoded images are gone then, so the readable count is the rows that
+ * were neither bad nor missing. */
+static void write_failed_data_report(const trainer *t)
+{
+    const ap_data_report *report = &t->data.report;
+    size_t problems = report->bad_count + report->missing_count;
+    if (problems == 0 || problems > t->data.manifest.row_count)
+        return;
+    ap_run_data counted = t->data;
+    counted.images.count = t->data.manifest.row_count - problems;
+    char path[AP_PATH_MAX + 64];
+    run_path(t, "data_report.json", path, sizeof(path));
+    ap_error ignored;
+    if (ap_run_data_write_report(&counted, path, &ignored) == AP_OK)
+        AP_WARN("the bad and missing images are listed in %s", path);
+}
+
 static ap_status prepare_data(trainer *t, ap_error *err)
 {
     char path[AP_PATH_MAX + 64];
     ap_status status = write_config_copy(t, err);
-    if (status == AP_OK)
+    if (status == AP_OK) {
         status = ap_run_data_prepare(t->cfg, t->run_dir, &t->data, err);
+        if (status != AP_OK)
+            write_failed_data_report(t);
+    }
     if (status != AP_OK)
         return status;
     ap_run_data_log_summary(&t->data);
@@ -807,6 +889,25 @@ static ap_status open_train_log(trainer *t, ap_error *err)
     return AP_OK;
 }
 
+/* Start the GPU backend from the restored or initial host weights. */
+static ap_status open_device(trainer *t, ap_error *err)
+{
+    if (strcmp(t->cfg->train.device, "cuda") != 0)
+        return AP_OK;
+    ap_backend_setup setup = {
+        .cfg = t->cfg,
+        .spec = &t->spec,
+        .net = t->net,
+        .opt = &t->opt,
+        .comm = t->comm,
+        .layout = &t->layout,
+        .images = &t->data.images,
+        .pos_weight = t->pos_weight,
+    };
+    ap_status status = ap_train_backend_cuda(&setup, &t->device, err);
+    return agree(t, status, "starting the GPU backend", err);
+}
+
 static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
 {
     const ap_config *cfg = t->cfg;
@@ -830,6 +931,8 @@ static ap_status setup(trainer *t, bool has_checkpoint, ap_error *err)
         status = check_same_inputs(t, err);
     if (status == AP_OK)
         status = restore_or_start(t, has_checkpoint, err);
+    if (status == AP_OK)
+        status = open_device(t, err);
     if (status != AP_OK)
         return status;
 
@@ -845,6 +948,9 @@ static ap_status check_weights_in_step(trainer *t, ap_error *err)
 {
     if (t->world == 1)
         return AP_OK;
+    ap_status status = sync_to_host(t, err);
+    if (status != AP_OK)
+        return status;
     char digest[65];
     ap_dp_net_digest(t->net, digest);
     return ap_dp_check_same(t->comm, digest, AP_ERR_BACKEND,
@@ -890,6 +996,7 @@ static void trainer_free(trainer *t)
 {
     if (t->log_file != NULL)
         fclose(t->log_file);
+    ap_run_unlock(t->lock_fd);
     json_decref(t->last_val_metrics);
     free(t->permutation);
     free(t->raw);
@@ -900,6 +1007,8 @@ static void trainer_free(trainer *t)
     free(t->augment);
     ap_dp_bucket_free(&t->bucket);
     ap_dp_tally_free(&t->tally);
+    if (t->device.destroy != NULL)
+        t->device.destroy(t->device.state);
     ap_optimizer_free(&t->opt);
     if (t->net != NULL)
         ap_net_destroy(t->net);
@@ -933,14 +1042,15 @@ static ap_status train_run(trainer *t, ap_train_outcome *outcome, ap_error *err)
     if (status == AP_OK)
         status = write_final_outputs(t, outcome, err);
     if (status == AP_OK)
-        AP_INFO("training finished: %ld epochs, %.1f images/s; model %s", outcome->epochs_done,
-                outcome->images_per_second, outcome->model_path);
+        AP_INFO("training finished: %ld epoch%s, %.1f images/s; model %s", outcome->epochs_done,
+                outcome->epochs_done == 1 ? "" : "s", outcome->images_per_second,
+                outcome->model_path);
     return status;
 }
 
 ap_status ap_train(const ap_train_request *request, ap_train_outcome *outcome, ap_error *err)
 {
-    trainer t = {.cfg = request->cfg, .request = request};
+    trainer t = {.cfg = request->cfg, .request = request, .lock_fd = -1};
     memset(outcome, 0, sizeof(*outcome));
     ap_status status = check_device(t.cfg, err);
     if (status == AP_OK)

@@ -387,7 +387,8 @@ static void decide(ap_validation *v)
 
 /* ---- Steps ---- */
 
-static ap_status open_run(ap_validation *v, ap_error *err)
+/* Sets *run_checked once the run folder and config have passed their checks. */
+static ap_status open_run(ap_validation *v, bool *run_checked, ap_error *err)
 {
     const ap_config *cfg = v->cfg;
     char card_path[AP_PATH_MAX + 32];
@@ -400,7 +401,7 @@ static ap_status open_run(ap_validation *v, ap_error *err)
         status = check_run_config(v, err);
     if (status != AP_OK)
         return status;
-    remove_old_reports(v);
+    *run_checked = true;
 
     if (cfg->train.threads > 0)
         omp_set_num_threads(cfg->train.threads);
@@ -440,38 +441,56 @@ static ap_status measure(ap_validation *v, ap_error *err)
     return status;
 }
 
-static ap_status write_text(const ap_validation *v, const char *name, const char *text,
-                            ap_error *err)
+/* Write texts[i] to report_files[i] as one set. Every file goes to a
+ * temporary file first, and the renames start only once all of them are on
+ * disk, so a full disk or a write error leaves the previous reports intact.
+ * report.json, which promote reads, is renamed last. */
+static ap_status write_report_set(const ap_validation *v, char *const texts[], ap_error *err)
 {
-    char path[AP_PATH_MAX + 32];
-    run_path(v, name, path, sizeof(path));
-    return ap_write_atomic(path, text, strlen(text), err);
+    enum { COUNT = sizeof(report_files) / sizeof(report_files[0]) };
+    ap_atomic_file files[COUNT];
+    size_t opened = 0;
+    ap_status status = AP_OK;
+    for (; status == AP_OK && opened < COUNT; opened++) {
+        char path[AP_PATH_MAX + 32];
+        run_path(v, report_files[opened], path, sizeof(path));
+        status = ap_atomic_open(&files[opened], path, err);
+        if (status != AP_OK)
+            break;
+        status = ap_atomic_write(&files[opened], texts[opened], strlen(texts[opened]), err);
+    }
+    for (size_t i = COUNT; i-- > 0;) {
+        if (i >= opened)
+            continue;
+        if (status == AP_OK)
+            status = ap_atomic_commit(&files[i], err);
+        else
+            ap_atomic_abort(&files[i]);
+    }
+    return status;
 }
 
 static ap_status write_reports(const ap_validation *v, const json_t *report, ap_error *err)
 {
-    char *json = json_dumps(report, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
-    if (json == NULL)
-        return ap_error_set(err, AP_ERR_NOMEM, "cannot encode the validation report");
-    ap_status status = write_text(v, report_files[0], json, err);
-    free(json);
-    char *markdown = NULL, *html = NULL;
+    char *texts[3] = {json_dumps(report, JSON_INDENT(2) | JSON_REAL_PRECISION(9)), NULL, NULL};
+    ap_status status = AP_OK;
+    if (texts[0] == NULL)
+        status = ap_error_set(err, AP_ERR_NOMEM, "cannot encode the validation report");
     if (status == AP_OK)
-        status = ap_report_render_markdown(report, &markdown, err);
+        status = ap_report_render_markdown(report, &texts[1], err);
     if (status == AP_OK)
-        status = write_text(v, report_files[1], markdown, err);
+        status = ap_report_render_html(report, &texts[2], err);
     if (status == AP_OK)
-        status = ap_report_render_html(report, &html, err);
-    if (status == AP_OK)
-        status = write_text(v, report_files[2], html, err);
-    free(markdown);
-    free(html);
+        status = write_report_set(v, texts, err);
+    for (int i = 0; i < 3; i++)
+        free(texts[i]);
     return status;
 }
 
 static ap_status run_validation(ap_validation *v, ap_validate_outcome *outcome, ap_error *err)
 {
-    ap_status status = open_run(v, err);
+    bool run_checked = false;
+    ap_status status = open_run(v, &run_checked, err);
     if (status == AP_OK)
         status = ap_validation_check_groups(v, err);
     /* The split decides which images are test images, so a split that
@@ -486,13 +505,18 @@ static ap_status run_validation(ap_validation *v, ap_validate_outcome *outcome, 
         snprintf(v->comparison.reason, sizeof(v->comparison.reason),
                  "not run, because a data check failed");
     }
-    if (status != AP_OK)
-        return status;
-    apply_rules(v);
-    decide(v);
-
+    if (status == AP_OK)
+        apply_rules(v);
+    if (status == AP_OK)
+        decide(v);
     json_t *report = NULL;
-    status = ap_validation_build_report(v, &report, err);
+    if (status == AP_OK)
+        status = ap_validation_build_report(v, &report, err);
+    /* Reports left by an earlier validation would look current after this
+     * one failed. A failed write of the new reports keeps them instead:
+     * they describe the same model, and the error is reported. */
+    if (status != AP_OK && run_checked)
+        remove_old_reports(v);
     if (status == AP_OK)
         status = write_reports(v, report, err);
     if (status != AP_OK) {

@@ -11,6 +11,7 @@
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/bce_loss.h"
 #include "kernels/cuda/preprocess.h"
+#include "pipeline/parallel/data_parallel.h"
 #include "tests/unit/check.h"
 
 /* Each CUDA kernel is compared with its CPU counterpart on random inputs
@@ -241,6 +242,73 @@ static void test_bce_loss(void)
     compare_bce_loss(8, 4, 1, 1);
 }
 
+/* The summed loss of one micro-batch against ap_dp_bce_loss_sum, called
+ * twice so that the second call must add to the totals of the first. */
+static void compare_bce_loss_sum(int count, int labels)
+{
+    const size_t total = (size_t)count * (size_t)labels;
+    float *logits = allocate(total * sizeof(float));
+    int8_t *targets = allocate(total);
+    float *weights = allocate((size_t)labels * sizeof(float));
+    float *cpu_grad = allocate(total * sizeof(float));
+    float *gpu_grad = allocate(total * sizeof(float));
+    float *d_logits = NULL, *d_weights = NULL, *d_grad = NULL, *d_totals = NULL;
+    int8_t *d_targets = NULL;
+    if (logits == NULL || targets == NULL || weights == NULL || cpu_grad == NULL ||
+        gpu_grad == NULL)
+        goto cleanup;
+    for (size_t i = 0; i < total; i++) {
+        logits[i] = uniform(-12.0f, 12.0f);
+        targets[i] = (int8_t)(rand() % 3 - 1);
+    }
+    for (int l = 0; l < labels; l++)
+        weights[l] = uniform(0.5f, 5.0f);
+    long known = 0;
+    double cpu_sum = ap_dp_bce_loss_sum(logits, targets, weights, count, labels, cpu_grad, &known);
+
+    d_logits = to_device(logits, total * sizeof(float));
+    d_targets = to_device(targets, total);
+    d_weights = to_device(weights, (size_t)labels * sizeof(float));
+    d_grad = to_device(NULL, total * sizeof(float));
+    d_totals = to_device(NULL, 2 * sizeof(float));
+    if (d_logits == NULL || d_targets == NULL || d_weights == NULL || d_grad == NULL ||
+        d_totals == NULL || !CUDA_OK(cudaMemset(d_totals, 0, 2 * sizeof(float))))
+        goto cleanup;
+    ap_error err = {0};
+    for (int pass = 0; pass < 2; pass++)
+        if (!STATUS_OK(ap_cuda_bce_loss_sum(d_logits, d_targets, d_weights, count, labels, d_grad,
+                                            d_totals, stream, &err),
+                       &err))
+            goto cleanup;
+    float totals[2] = {0.0f, 0.0f};
+    if (!to_host(gpu_grad, d_grad, total * sizeof(float)) ||
+        !to_host(totals, d_totals, sizeof(totals)))
+        goto cleanup;
+    /* Same reasoning and bound as compare_bce_loss: device expf and log1pf
+     * differ from glibc's by a few ulp per element. */
+    CHECK_NEAR(fabs(totals[0] - 2.0 * cpu_sum) / fabs(2.0 * cpu_sum), 0.0, 1e-5);
+    CHECK_INT_EQ(lroundf(totals[1]), 2 * known);
+    CHECK_NEAR(scale_free_error(gpu_grad, cpu_grad, total), 0.0, 1e-5);
+
+cleanup:
+    cudaFree(d_logits);
+    cudaFree(d_targets);
+    cudaFree(d_weights);
+    cudaFree(d_grad);
+    cudaFree(d_totals);
+    free(logits);
+    free(targets);
+    free(weights);
+    free(cpu_grad);
+    free(gpu_grad);
+}
+
+static void test_bce_loss_sum(void)
+{
+    compare_bce_loss_sum(16, 4);
+    compare_bce_loss_sum(3000, 4); /* many entries per thread of the block */
+}
+
 static void test_adamw(void)
 {
     enum { steps = 4 };
@@ -350,6 +418,7 @@ int main(void)
 
     test_preprocess();
     test_bce_loss();
+    test_bce_loss_sum();
     test_adamw();
     test_invalid_arguments();
 

@@ -85,7 +85,8 @@ static json_t *load_fixture(void)
 static char *markdown_row(const char *markdown, const char *first_cell)
 {
     char prefix[512];
-    snprintf(prefix, sizeof(prefix), "\n| %s |", first_cell);
+    if (snprintf(prefix, sizeof(prefix), "\n| %s |", first_cell) >= (int)sizeof(prefix))
+        return NULL;
     const char *start = strstr(markdown, prefix);
     if (start == NULL)
         return NULL;

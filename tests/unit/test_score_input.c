@@ -112,7 +112,7 @@ static void test_listing_errors(void)
     CHECK_INT_EQ(ap_score_list_inputs("/nonexistent/score-input", &inputs, &err), AP_ERR_NOT_FOUND);
     CHECK_STR_CONTAINS(err.message, "/nonexistent/score-input");
     CHECK_INT_EQ(ap_score_list_inputs("s3://bucket/prefix", &inputs, &err), AP_ERR_INVALID);
-    CHECK_STR_CONTAINS(err.message, "only folders and file:// URIs");
+    CHECK_STR_CONTAINS(err.message, "only local folders");
     CHECK_INT_EQ(ap_score_list_inputs("", &inputs, &err), AP_ERR_INVALID);
     CHECK_STR_CONTAINS(err.message, "score.input");
     const char *dir = check_temp_dir("score-list-file");
@@ -122,7 +122,78 @@ static void test_listing_errors(void)
     char path[4200];
     snprintf(path, sizeof(path), "%s/a.jpg", dir);
     CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_ERR_INVALID);
-    CHECK_STR_CONTAINS(err.message, "is not a folder");
+    CHECK_STR_CONTAINS(err.message, "only a .csv manifest or a .txt or .lst listing");
+}
+
+static void check_paths(const ap_score_inputs *inputs, const char *const *expected, size_t count)
+{
+    CHECK_INT_EQ(inputs->count, count);
+    for (size_t i = 0; i < count && i < inputs->count; i++)
+        CHECK_STR_CONTAINS(inputs->paths[i], expected[i]);
+}
+
+static void test_manifest_input(void)
+{
+    const char *dir = check_temp_dir("score-manifest");
+    if (dir == NULL)
+        return;
+    make_folder(dir, "hive");
+    write_text(dir, "hive/b.jpg", "b");
+    write_text(dir, "labels.csv", "file,wasp\nhive/b.jpg,1\n\"a,1.png\",0\nhive/b.jpg,1\n");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/labels.csv", dir);
+    ap_score_inputs inputs;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_OK);
+    static const char *const expected[] = {"a,1.png", "hive/b.jpg"};
+    check_paths(&inputs, expected, 2); /* sorted, the repeated row once */
+    ap_score_inputs_free(&inputs);
+
+    /* Paths are read relative to the manifest's folder. */
+    ap_score_buffer buffer = {0};
+    size_t size = 0;
+    CHECK_INT_EQ(ap_score_read_input(path, "hive/b.jpg", 100, &buffer, &size, &err), AP_OK);
+    CHECK_INT_EQ(size, 1);
+    ap_score_buffer_free(&buffer);
+
+    write_text(dir, "nofile.csv", "image,wasp\na.jpg,1\n");
+    snprintf(path, sizeof(path), "%s/nofile.csv", dir);
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "no \"file\" column");
+    write_text(dir, "escape.csv", "file\n../outside.jpg\n");
+    snprintf(path, sizeof(path), "%s/escape.csv", dir);
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_ERR_INVALID);
+    CHECK_STR_CONTAINS(err.message, "escape.csv:2");
+}
+
+static void test_listing_input(void)
+{
+    const char *dir = check_temp_dir("score-listing");
+    if (dir == NULL)
+        return;
+    write_text(dir, "batch.txt", "# today\n  c.jpg \r\n\nb/d.JPG\na.png\n\xff.jpg\nc.jpg");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/batch.txt", dir);
+    ap_score_inputs inputs;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_OK);
+    static const char *const expected[] = {"a.png", "b/d.JPG", "c.jpg"};
+    check_paths(&inputs, expected, 3);
+    CHECK_INT_EQ(inputs.rejected, 1); /* the name that is not UTF-8 */
+    ap_score_inputs_free(&inputs);
+
+    write_text(dir, "absolute.lst", "/etc/passwd\n");
+    snprintf(path, sizeof(path), "%s/absolute.lst", dir);
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_ERR_INVALID);
+    CHECK_STR_CONTAINS(err.message, "absolute.lst:1");
+    FILE *file = fopen(path, "wb");
+    CHECK(file != NULL);
+    if (file != NULL) {
+        fwrite("a.jpg\0b.jpg\n", 1, 12, file);
+        fclose(file);
+    }
+    CHECK_INT_EQ(ap_score_list_inputs(path, &inputs, &err), AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "NUL byte");
 }
 
 static void test_read_input(void)
@@ -221,6 +292,8 @@ int main(void)
     test_utf8();
     test_listing();
     test_listing_errors();
+    test_manifest_input();
+    test_listing_input();
     test_read_input();
     test_group_patterns();
     test_group_of_path();

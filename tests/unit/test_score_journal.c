@@ -87,8 +87,8 @@ static void test_truncated_last_line(const char *dir)
 {
     static const char *const tails[] = {
         "{\"image\":\"x.jpg\",\"model_vers", /* cut off mid-row */
-        "{\"image\":\"x.jpg\",\"model_version\":1,\"model_sha256\":\"abcdefabcdef\","
-        "\"probabilities\":null,\"decisions\":null,\"error\":\"x\"}", /* whole row, no newline */
+        ("{\"image\":\"x.jpg\",\"model_version\":1,\"model_sha256\":\"abcdefabcdef\","
+         "\"probabilities\":null,\"decisions\":null,\"error\":\"x\"}"), /* whole row, no newline */
         "\0\0\0\0\0\0\0\0",             /* a tail the file system left as zeros */
         "{\"image\":\"x.jpg\",\"mod\n", /* a damaged line with its newline */
     };
