@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "pipeline/registry/mlflow_internal.h"
+#include "pipeline/registry/registry_internal.h"
 
 #define HISTORY_TAG_PREFIX "apiary.history."
 /* Keys write SEQ as %09ld, nine digits up to this value; at one move per
@@ -127,35 +128,6 @@ static ap_status load_history(const json_t *registered, json_t **history, long *
         *history = NULL;
     }
     return status;
-}
-
-/* Find where a rollback of alias leads: replay its history as a stack where
- * a move pushes the version it left and a rollback pops it. */
-static int rollback_target(const json_t *history, const char *alias, int current)
-{
-    size_t count = json_array_size(history), depth = 0;
-    int *stack = malloc((count + 1) * sizeof(*stack));
-    if (stack == NULL)
-        return -1;
-    for (size_t i = 0; i < count; i++) {
-        json_t *entry = json_array_get(history, i);
-        const char *entry_alias = json_string_value(json_object_get(entry, "alias"));
-        const char *action = json_string_value(json_object_get(entry, "action"));
-        json_t *from = json_object_get(entry, "from");
-        if (entry_alias == NULL || strcmp(entry_alias, alias) != 0)
-            continue;
-        if (action != NULL && strcmp(action, "rollback") == 0) {
-            if (depth > 0)
-                depth--;
-        } else if (json_is_integer(from) && json_integer_value(from) > 0) {
-            stack[depth++] = (int)json_integer_value(from);
-        }
-    }
-    while (depth > 0 && stack[depth - 1] == current)
-        depth--;
-    int target = depth > 0 ? stack[depth - 1] : 0;
-    free(stack);
-    return target;
 }
 
 /* ---- Checking a move ---- */
@@ -416,28 +388,6 @@ ap_status mlflow_get_alias(ap_registry *base, const char *model, const char *ali
     return status;
 }
 
-static ap_status choose_rollback(const json_t *history, const char *alias, int current, int target,
-                                 int *destination, ap_error *err)
-{
-    *destination = target > 0 ? target : rollback_target(history, alias, current);
-    if (current == 0)
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
-                            "alias %s does not point at any version, so there is nothing to roll "
-                            "back",
-                            alias);
-    if (*destination < 0)
-        return ap_error_set(err, AP_ERR_NOMEM, "cannot replay the history of alias %s", alias);
-    if (*destination == 0)
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
-                            "alias %s has no earlier version in its history; name the version "
-                            "to roll back to",
-                            alias);
-    if (*destination == current)
-        return ap_error_set(err, AP_ERR_INVALID, "alias %s already points at version %d", alias,
-                            current);
-    return AP_OK;
-}
-
 ap_status mlflow_rollback(ap_registry *base, const char *model, const char *alias, int target,
                           const ap_registry_move *move, int *version, ap_error *err)
 {
@@ -457,7 +407,7 @@ ap_status mlflow_rollback(ap_registry *base, const char *model, const char *alia
     int current = status == AP_OK ? alias_target(registered, alias) : 0;
     int destination = 0;
     if (status == AP_OK)
-        status = choose_rollback(history, alias, current, target, &destination, err);
+        status = registry_choose_rollback(history, alias, current, target, &destination, err);
     mlflow_version found = {0};
     if (status == AP_OK)
         status = check_destination(registry, model, alias, destination, move, &found, err);

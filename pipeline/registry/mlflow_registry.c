@@ -13,6 +13,11 @@
 
 #include "pipeline/common/fsutil.h"
 #include "pipeline/registry/mlflow_internal.h"
+#include "pipeline/registry/registry_internal.h"
+
+/* Buffers sized by MLFLOW_FILE_NAME_MAX must fit any name that passes the shared check. */
+_Static_assert(MLFLOW_FILE_NAME_MAX >= REGISTRY_FILE_NAME_MAX,
+               "MLFLOW_FILE_NAME_MAX must cover REGISTRY_FILE_NAME_MAX");
 
 #define SEARCH_PAGE_SIZE 1000
 #define SEARCH_PAGES_MAX 1000
@@ -52,22 +57,9 @@ json_t *mlflow_tags_to_object(const json_t *list)
     return tags;
 }
 
-/* A file name inside a version: [A-Za-z0-9][A-Za-z0-9._-]*, so never a path. */
 ap_status mlflow_check_file_name(const char *name, ap_error *err)
 {
-    size_t length = strlen(name);
-    bool ok = length > 0 && length <= MLFLOW_FILE_NAME_MAX && name[0] != '.' && name[0] != '-';
-    for (size_t i = 0; ok && i < length; i++) {
-        char c = name[i];
-        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == '_' || c == '-';
-    }
-    if (!ok)
-        return ap_error_set(err, AP_ERR_INVALID,
-                            "invalid file name \"%.160s\": use up to %d letters, digits, '.', "
-                            "'_' or '-', starting with a letter or digit",
-                            name, MLFLOW_FILE_NAME_MAX);
-    return AP_OK;
+    return registry_check_file_name(name, err);
 }
 
 ap_status mlflow_check_move(const ap_registry_move *move, ap_error *err)
@@ -252,19 +244,6 @@ ap_status mlflow_get_model(mlflow_registry *registry, const char *model, json_t 
     return AP_OK;
 }
 
-static ap_status add_alias(ap_registry_version_info *info, const char *alias, ap_error *err)
-{
-    char **grown = realloc(info->aliases, (info->alias_count + 1) * sizeof(*grown));
-    char *copy = grown != NULL ? strdup(alias) : NULL;
-    if (grown != NULL)
-        info->aliases = grown;
-    if (copy == NULL)
-        return ap_error_set(err, AP_ERR_NOMEM, "cannot list the aliases of version %d",
-                            info->version);
-    info->aliases[info->alias_count++] = copy;
-    return AP_OK;
-}
-
 static ap_status collect_aliases(const json_t *registered, ap_registry_version_info *info,
                                  ap_error *err)
 {
@@ -278,7 +257,7 @@ static ap_status collect_aliases(const json_t *registered, ap_registry_version_i
         if (alias == NULL || version == NULL || !ap_registry_parse_version(version, &number) ||
             number != info->version)
             continue;
-        ap_status status = add_alias(info, alias, err);
+        ap_status status = registry_add_alias(info, alias, err);
         if (status != AP_OK)
             return status;
     }
