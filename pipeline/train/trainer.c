@@ -9,29 +9,19 @@
 
 #include <jansson.h>
 
-#include "kernels/cpu/asymmetric_loss.h"
-#include "kernels/cpu/bce_loss.h"
-#include "kernels/cpu/preprocess.h"
 #include "kernels/cpu/rng.h"
 #include "pipeline/common/fsutil.h"
 #include "pipeline/common/log.h"
-#include "pipeline/eval/confusion.h"
 #include "pipeline/parallel/comm.h"
 #include "pipeline/parallel/data_parallel.h"
 #include "pipeline/train/model_card.h"
-#include "pipeline/train/predict.h"
 #include "pipeline/train/run_data.h"
 #include "pipeline/train/run_lock.h"
 #include "pipeline/train/run_settings.h"
 #include "pipeline/train/schedule.h"
 #include "pipeline/train/train_backend.h"
 #include "pipeline/train/train_state.h"
-
-/* Random streams: each use of the seed draws from its own stream. */
-#define STREAM_SHUFFLE 0x5348554646000000ULL
-#define STREAM_AUGMENT 0x4155474d00000000ULL
-#define STREAM_DROPOUT 0x44524f5000000000ULL
-#define STREAM_INIT    0x494e495400000000ULL
+#include "pipeline/train/trainer_internal.h"
 
 /* Positive weights from label frequencies are capped so a label with very
  * few positives cannot dominate the loss. */
@@ -42,41 +32,6 @@
 /* Exit code of a job whose processes can no longer work in step: apiary's
  * runtime-failure code (AP_EXIT_FAILURE in pipeline/cli/cli.h). */
 #define ABORT_EXIT_CODE 1
-
-typedef struct {
-    const ap_config *cfg;
-    const ap_train_request *request;
-    char run_dir[AP_PATH_MAX];
-    ap_comm *comm;
-    int rank;  /* only rank 0 writes files and logs below warnings */
-    int world; /* processes of the job */
-    ap_dp_layout layout;
-    ap_dp_bucket bucket; /* used when a step has several micro-batches */
-    ap_dp_tally tally;   /* used when the job has several processes */
-    ap_run_data data;
-    ap_net_spec spec;
-    ap_net *net;
-    ap_train_backend device; /* GPU backend; its step is NULL when the CPU trains */
-    ap_optimizer opt;
-    ap_train_position position;
-    float pos_weight[AP_MAX_LABELS];
-    long steps_per_epoch;
-    long total_steps;
-    long warmup_steps;
-    int batch; /* the global batch: images per optimizer step over all processes */
-    size_t *permutation;
-    uint8_t *raw;
-    float *input;
-    float *logits;
-    float *d_logits;
-    int8_t *targets;
-    ap_augment_params *augment;
-    FILE *log_file;
-    int lock_fd; /* rank 0's lock on the run folder; -1 when not held */
-    double train_seconds;
-    long train_images;
-    json_t *last_val_metrics;
-} trainer;
 
 static double now_seconds(void)
 {
@@ -242,276 +197,6 @@ static void shuffle_epoch(trainer *t, long epoch)
     }
 }
 
-static bool stop_requested(const trainer *t)
-{
-    return t->request->stop_requested != NULL && *t->request->stop_requested;
-}
-
-/* Augmentation parameters of the whole global batch at step, or NULL
- * without augmentation. Image i of the batch always gets entry i, whichever
- * process trains it. */
-static const ap_augment_params *draw_augment(trainer *t, uint64_t step)
-{
-    const ap_config *cfg = t->cfg;
-    if (!cfg->train.augment)
-        return NULL;
-    ap_augment_draw(cfg->seed ^ STREAM_AUGMENT, step, t->batch, 1, (float)cfg->train.brightness,
-                    (float)cfg->train.contrast, t->augment);
-    return t->augment;
-}
-
-/* Gather, augment and normalise count images into the network input. */
-static void load_images(trainer *t, const size_t *indices, int count,
-                        const ap_augment_params *augment)
-{
-    const ap_config *cfg = t->cfg;
-    ap_gather_images(&t->data.images, indices, (size_t)count, t->raw);
-    ap_gather_labels(&t->data.images, indices, (size_t)count, t->targets);
-    ap_cpu_preprocess(t->raw, count, cfg->data.height, cfg->data.width, augment, cfg->data.mean,
-                      cfg->data.std, t->input);
-}
-
-/* The exponents and clip of train.loss; focal is the symmetric case. */
-static ap_asymmetric_params loss_params(const ap_train_config *train)
-{
-    if (train->loss == AP_LOSS_FOCAL)
-        return (ap_asymmetric_params){(float)train->focal_gamma, (float)train->focal_gamma, 0.0f};
-    return (ap_asymmetric_params){(float)train->asymmetric_gamma_pos,
-                                  (float)train->asymmetric_gamma_neg,
-                                  (float)train->asymmetric_clip};
-}
-
-/* The train.loss mean over the known targets of count images, with
- * d(mean)/d(logit) in grad when grad is not NULL. */
-static float mean_loss(const trainer *t, const float *logits, const int8_t *targets, int count,
-                       float *grad)
-{
-    int labels = t->cfg->data.label_count;
-    if (t->cfg->train.loss == AP_LOSS_BCE)
-        return ap_cpu_bce_loss(logits, targets, t->pos_weight, count, labels, grad);
-    ap_asymmetric_params params = loss_params(&t->cfg->train);
-    return ap_cpu_asymmetric_loss(logits, targets, t->pos_weight, count, labels, &params, grad);
-}
-
-/* The train.loss sum over the known targets, their count in *known and the
- * undivided gradient in grad, for steps of several micro-batches. */
-static double summed_loss(const trainer *t, int count, long *known)
-{
-    int labels = t->cfg->data.label_count;
-    if (t->cfg->train.loss == AP_LOSS_BCE)
-        return ap_dp_bce_loss_sum(t->logits, t->targets, t->pos_weight, count, labels, t->d_logits,
-                                  known);
-    ap_asymmetric_params params = loss_params(&t->cfg->train);
-    return ap_cpu_asymmetric_loss_sum(t->logits, t->targets, t->pos_weight, count, labels, &params,
-                                      t->d_logits, known);
-}
-
-static ap_status diverged(const trainer *t, float loss, ap_error *err)
-{
-    return ap_error_set(err, AP_ERR_INVALID,
-                        "training diverged at step %ld (loss %g); lower train.learning_rate "
-                        "or raise train.warmup_epochs",
-                        t->position.global_step, (double)loss);
-}
-
-static void update_weights(trainer *t)
-{
-    const ap_config *cfg = t->cfg;
-    double lr = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
-                              cfg->train.learning_rate, cfg->train.min_learning_rate);
-    ap_optimizer_step(&t->opt, t->net, lr, cfg->train.weight_decay, cfg->train.beta1,
-                      cfg->train.beta2, cfg->train.epsilon);
-}
-
-/* One step of a single process whose global batch is one forward pass: the
- * loss is the mean over the batch's known targets. */
-static ap_status train_step_whole(trainer *t, long step_in_epoch, float *loss, ap_error *err)
-{
-    const ap_config *cfg = t->cfg;
-    const size_t *indices = t->permutation + (size_t)step_in_epoch * (size_t)t->batch;
-    uint64_t step = (uint64_t)t->position.global_step;
-
-    load_images(t, indices, t->batch, draw_augment(t, step));
-    ap_status status =
-        ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT, step, t->logits, err);
-    if (status != AP_OK)
-        return status;
-    *loss = mean_loss(t, t->logits, t->targets, t->batch, t->d_logits);
-    if (!isfinite(*loss))
-        return diverged(t, *loss, err);
-    status = ap_net_backward(t->net, t->d_logits, err);
-    if (status != AP_OK)
-        return status;
-    update_weights(t);
-    return AP_OK;
-}
-
-/* Forward and backward of one micro-batch of this process, adding its
- * gradients, summed loss and known-target count to the bucket. */
-static ap_status train_micro_batch(trainer *t, const size_t *batch_images,
-                                   const ap_augment_params *augment, int micro, ap_error *err)
-{
-    const ap_config *cfg = t->cfg;
-    int count = t->layout.micro_batch;
-    size_t offset = ap_dp_micro_offset(&t->layout, micro);
-    uint64_t step = (uint64_t)t->position.global_step;
-
-    load_images(t, batch_images + offset, count, augment ? augment + offset : NULL);
-    if (t->world > 1)
-        ap_dp_tally_mark(&t->tally, batch_images + offset, (size_t)count);
-    ap_status status =
-        ap_net_forward(t->net, t->input, true, cfg->seed ^ STREAM_DROPOUT,
-                       ap_dp_dropout_stream(&t->layout, step, micro), t->logits, err);
-    if (status != AP_OK)
-        return status;
-    long known = 0;
-    double loss_sum = summed_loss(t, count, &known);
-    status = ap_net_backward(t->net, t->d_logits, err);
-    if (status != AP_OK)
-        return status;
-    ap_dp_bucket_add_grads(&t->bucket, t->net);
-    ap_dp_bucket_add_loss(&t->bucket, loss_sum, known);
-    return AP_OK;
-}
-
-/* One step over several micro-batches, in this process or across the job:
- * the summed gradients over the summed known-target count give the mean over
- * the whole global batch, as train_step_whole computes for one batch. One
- * all-reduce carries the gradients, the running statistics, the stop
- * requests and every rank's outcome, so all processes take the same
- * decisions. */
-static ap_status train_step_split(trainer *t, long step_in_epoch, float *loss, bool *stop,
-                                  ap_error *err)
-{
-    const size_t *batch_images = t->permutation + (size_t)step_in_epoch * (size_t)t->batch;
-    const ap_augment_params *augment = draw_augment(t, (uint64_t)t->position.global_step);
-
-    ap_dp_bucket_clear(&t->bucket);
-    ap_status status = AP_OK;
-    for (int micro = 0; micro < t->layout.accumulation && status == AP_OK; micro++)
-        status = train_micro_batch(t, batch_images, augment, micro, err);
-    ap_dp_bucket_put_state(&t->bucket, t->net);
-    ap_dp_bucket_set_stop(&t->bucket, stop_requested(t));
-    ap_dp_bucket_set_status(&t->bucket, status);
-    ap_error reduce_err = {0};
-    ap_status reduced = ap_dp_bucket_reduce(&t->bucket, t->comm, &reduce_err);
-    if (status != AP_OK)
-        return status;
-    if (reduced != AP_OK) {
-        *err = reduce_err;
-        return reduced;
-    }
-
-    ap_status failed = AP_OK;
-    int failed_rank = ap_dp_bucket_failed_rank(&t->bucket, &failed);
-    if (failed_rank >= 0)
-        return ap_error_set(err, failed, "rank %d failed at step %ld; the reason is in its log",
-                            failed_rank, t->position.global_step);
-    *loss = (float)ap_dp_bucket_loss(&t->bucket);
-    if (!isfinite(*loss))
-        return diverged(t, *loss, err);
-    ap_dp_bucket_apply(&t->bucket, t->net);
-    *stop = ap_dp_bucket_stop(&t->bucket);
-    update_weights(t);
-    return AP_OK;
-}
-
-/* A JSON number, or null for an undefined (NAN) metric, which JSON cannot hold. */
-static json_t *json_number_or_null(double value)
-{
-    return isfinite(value) ? json_real(value) : json_null();
-}
-
-static json_t *label_metrics(const float *probabilities, const int8_t *targets, size_t count,
-                             int labels, int label)
-{
-    ap_confusion c;
-    ap_confusion_count(probabilities, targets, count, labels, label, 0.5f, &c);
-    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "accuracy",
-                     json_number_or_null(ap_confusion_accuracy(&c)), "precision",
-                     json_number_or_null(ap_confusion_precision(&c)), "recall",
-                     json_number_or_null(ap_confusion_recall(&c)), "f1",
-                     json_number_or_null(ap_confusion_f1(&c)), "positives",
-                     (json_int_t)(c.true_positive + c.false_negative), "negatives",
-                     (json_int_t)(c.true_negative + c.false_positive));
-}
-
-/* Evaluate one split: mean masked loss and per-label metrics at 0.5. */
-static ap_status evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
-                          ap_error *err)
-{
-    size_t count = t->data.part_count[part];
-    size_t labels = (size_t)t->cfg->data.label_count;
-    float *logits = calloc(count * labels, sizeof(float));
-    int8_t *targets = malloc(count * labels);
-    if (logits == NULL || targets == NULL) {
-        free(logits);
-        free(targets);
-        return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate evaluation buffers");
-    }
-    ap_status status =
-        t->device.predict != NULL
-            ? t->device.predict(t->device.state, t->data.part_images[part], count, logits, err)
-            : ap_dp_predict(t->comm, t->net, &t->data.images, t->data.part_images[part], count,
-                            t->cfg->data.mean, t->cfg->data.std, logits, err);
-    if (status == AP_OK) {
-        ap_gather_labels(&t->data.images, t->data.part_images[part], count, targets);
-        *loss = mean_loss(t, logits, targets, (int)count, NULL);
-        ap_sigmoid_inplace(logits, count * labels);
-        *metrics = json_object();
-        for (size_t label = 0; label < labels; label++)
-            json_object_set_new(*metrics, t->cfg->data.labels[label],
-                                label_metrics(logits, targets, count, (int)labels, (int)label));
-    }
-    free(logits);
-    free(targets);
-    return status;
-}
-
-static void write_log_line(trainer *t, json_t *line)
-{
-    if (t->log_file == NULL)
-        return;
-    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (text != NULL) {
-        fprintf(t->log_file, "%s\n", text);
-        fflush(t->log_file);
-        free(text);
-    }
-}
-
-/* A metric of a per-label object, NAN when it is null (undefined). */
-static double json_metric(const json_t *metrics, const char *name)
-{
-    const json_t *value = json_object_get(metrics, name);
-    return json_is_number(value) ? json_number_value(value) : NAN;
-}
-
-static void log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
-                      double images_per_second)
-{
-    char line[1024];
-    int used = snprintf(line, sizeof(line), "epoch %ld/%d train_loss %.4f val_loss %.4f",
-                        t->position.epoch, t->cfg->train.epochs, train_loss, val_loss);
-    const char *label;
-    json_t *value;
-    json_object_foreach(metrics, label, value)
-    {
-        if (used >= (int)sizeof(line))
-            break;
-        used += snprintf(line + used, sizeof(line) - (size_t)used,
-                         " | %s acc %.3f rec %.3f prec %.3f", label, json_metric(value, "accuracy"),
-                         json_metric(value, "recall"), json_metric(value, "precision"));
-    }
-    AP_INFO("%s", line);
-    json_t *entry = json_pack(
-        "{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
-        (json_int_t)t->position.epoch, "step", (json_int_t)t->position.global_step, "train_loss",
-        train_loss, "val_loss", val_loss, "images_per_second", images_per_second, "val", metrics);
-    write_log_line(t, entry);
-    json_decref(entry);
-}
-
 /* Bring the device backend's weights and optimizer state to the host copy
  * that checkpoints, model files and digests read. */
 static ap_status sync_to_host(trainer *t, ap_error *err)
@@ -532,52 +217,6 @@ static ap_status save_checkpoint(trainer *t, ap_error *err)
         status = ap_train_state_save(path, t->net, &t->opt, &t->position, extra, 1, err);
     }
     return agree(t, status, "saving the checkpoint", err);
-}
-
-static void log_step(trainer *t, float loss, double lr, double images_per_second)
-{
-    AP_INFO("epoch %ld step %ld loss %.4f lr %.3e images/s %.1f", t->position.epoch + 1,
-            t->position.global_step, (double)loss, lr, images_per_second);
-    json_t *entry =
-        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
-                  (json_int_t)(t->position.epoch + 1), "step", (json_int_t)t->position.global_step,
-                  "loss", (double)loss, "lr", lr, "images_per_second", images_per_second);
-    write_log_line(t, entry);
-    json_decref(entry);
-}
-
-/* One step on the device backend, from the same batch, augmentation,
- * dropout key and learning rate as the CPU path. */
-static ap_status device_step(trainer *t, float *loss, bool *stop, ap_error *err)
-{
-    const ap_config *cfg = t->cfg;
-    ap_backend_step step = {
-        .images = t->permutation + (size_t)t->position.step_in_epoch * (size_t)t->batch,
-        .augment = draw_augment(t, (uint64_t)t->position.global_step),
-        .step = (uint64_t)t->position.global_step,
-        .dropout_seed = cfg->seed ^ STREAM_DROPOUT,
-        .learning_rate = ap_lr_at_step(t->position.global_step, t->warmup_steps, t->total_steps,
-                                       cfg->train.learning_rate, cfg->train.min_learning_rate),
-        .stop_requested = stop_requested(t),
-    };
-    if (t->world > 1)
-        ap_dp_tally_mark(&t->tally, step.images + ap_dp_micro_offset(&t->layout, 0),
-                         (size_t)t->layout.micro_batch * (size_t)t->layout.accumulation);
-    ap_status status = t->device.step(t->device.state, &step, loss, stop, err);
-    if (status == AP_OK && !isfinite(*loss))
-        return diverged(t, *loss, err);
-    return status;
-}
-
-static ap_status train_step(trainer *t, float *loss, bool *stop, ap_error *err)
-{
-    if (t->device.step != NULL)
-        return device_step(t, loss, stop, err);
-    if (t->layout.chunks > 1)
-        return train_step_split(t, t->position.step_in_epoch, loss, stop, err);
-    ap_status status = train_step_whole(t, t->position.step_in_epoch, loss, err);
-    *stop = stop_requested(t);
-    return status;
 }
 
 /* Check that the processes trained disjoint shards of the epoch: every image
@@ -609,7 +248,7 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
     while (t->position.step_in_epoch < t->steps_per_epoch) {
         float loss = 0.0f;
         bool stop = false;
-        ap_status status = train_step(t, &loss, &stop, err);
+        ap_status status = trainer_train_step(t, &loss, &stop, err);
         if (status != AP_OK)
             return status;
         t->position.step_in_epoch++;
@@ -621,7 +260,7 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
             double now = now_seconds();
             double lr = ap_lr_at_step(t->position.global_step - 1, t->warmup_steps, t->total_steps,
                                       cfg->train.learning_rate, cfg->train.min_learning_rate);
-            log_step(t, loss, lr, (double)(window_steps * t->batch) / (now - window_start));
+            trainer_log_step(t, loss, lr, (double)(window_steps * t->batch) / (now - window_start));
             window_start = now;
             window_steps = 0;
         }
@@ -682,7 +321,7 @@ static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_e
     /* A run resumed after its last epoch has not evaluated in this process. */
     if (t->last_val_metrics == NULL) {
         double val_loss = 0.0;
-        ap_status status = evaluate(t, AP_SPLIT_VAL, &val_loss, &t->last_val_metrics, err);
+        ap_status status = trainer_evaluate(t, AP_SPLIT_VAL, &val_loss, &t->last_val_metrics, err);
         if (status != AP_OK)
             return status;
     }
@@ -972,10 +611,10 @@ static ap_status train_epochs(trainer *t, ap_train_outcome *outcome, ap_error *e
         t->position.step_in_epoch = 0;
         status = check_weights_in_step(t, err);
         if (status == AP_OK)
-            status = evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
+            status = trainer_evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
         if (status != AP_OK)
             return status;
-        log_epoch(t, train_loss, val_loss, metrics, images_per_second);
+        trainer_log_epoch(t, train_loss, val_loss, metrics, images_per_second);
         json_decref(t->last_val_metrics);
         t->last_val_metrics = metrics;
 

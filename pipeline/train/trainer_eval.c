@@ -1,0 +1,119 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "pipeline/common/log.h"
+#include "pipeline/eval/confusion.h"
+#include "pipeline/parallel/data_parallel.h"
+#include "pipeline/train/predict.h"
+#include "pipeline/train/trainer_internal.h"
+
+/* A JSON number, or null for an undefined (NAN) metric, which JSON cannot hold. */
+static json_t *json_number_or_null(double value)
+{
+    return isfinite(value) ? json_real(value) : json_null();
+}
+
+static json_t *label_metrics(const float *probabilities, const int8_t *targets, size_t count,
+                             int labels, int label)
+{
+    ap_confusion c;
+    ap_confusion_count(probabilities, targets, count, labels, label, 0.5f, &c);
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "accuracy",
+                     json_number_or_null(ap_confusion_accuracy(&c)), "precision",
+                     json_number_or_null(ap_confusion_precision(&c)), "recall",
+                     json_number_or_null(ap_confusion_recall(&c)), "f1",
+                     json_number_or_null(ap_confusion_f1(&c)), "positives",
+                     (json_int_t)(c.true_positive + c.false_negative), "negatives",
+                     (json_int_t)(c.true_negative + c.false_positive));
+}
+
+/* Evaluate one split: mean masked loss and per-label metrics at 0.5. */
+ap_status trainer_evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
+                           ap_error *err)
+{
+    size_t count = t->data.part_count[part];
+    size_t labels = (size_t)t->cfg->data.label_count;
+    float *logits = calloc(count * labels, sizeof(float));
+    int8_t *targets = malloc(count * labels);
+    if (logits == NULL || targets == NULL) {
+        free(logits);
+        free(targets);
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate evaluation buffers");
+    }
+    ap_status status =
+        t->device.predict != NULL
+            ? t->device.predict(t->device.state, t->data.part_images[part], count, logits, err)
+            : ap_dp_predict(t->comm, t->net, &t->data.images, t->data.part_images[part], count,
+                            t->cfg->data.mean, t->cfg->data.std, logits, err);
+    if (status == AP_OK) {
+        ap_gather_labels(&t->data.images, t->data.part_images[part], count, targets);
+        *loss = trainer_mean_loss(t, logits, targets, (int)count, NULL);
+        ap_sigmoid_inplace(logits, count * labels);
+        *metrics = json_object();
+        for (size_t label = 0; label < labels; label++)
+            json_object_set_new(*metrics, t->cfg->data.labels[label],
+                                label_metrics(logits, targets, count, (int)labels, (int)label));
+    }
+    free(logits);
+    free(targets);
+    return status;
+}
+
+static void write_log_line(trainer *t, json_t *line)
+{
+    if (t->log_file == NULL)
+        return;
+    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (text != NULL) {
+        fprintf(t->log_file, "%s\n", text);
+        fflush(t->log_file);
+        free(text);
+    }
+}
+
+/* A metric of a per-label object, NAN when it is null (undefined). */
+static double json_metric(const json_t *metrics, const char *name)
+{
+    const json_t *value = json_object_get(metrics, name);
+    return json_is_number(value) ? json_number_value(value) : NAN;
+}
+
+void trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
+                       double images_per_second)
+{
+    char line[1024];
+    int used = snprintf(line, sizeof(line), "epoch %ld/%d train_loss %.4f val_loss %.4f",
+                        t->position.epoch, t->cfg->train.epochs, train_loss, val_loss);
+    const char *label;
+    json_t *value;
+    json_object_foreach(metrics, label, value)
+    {
+        if (used >= (int)sizeof(line))
+            break;
+        used += snprintf(line + used, sizeof(line) - (size_t)used,
+                         " | %s acc %.3f rec %.3f prec %.3f", label, json_metric(value, "accuracy"),
+                         json_metric(value, "recall"), json_metric(value, "precision"));
+    }
+    AP_INFO("%s", line);
+    json_t *entry = json_pack(
+        "{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
+        (json_int_t)t->position.epoch, "step", (json_int_t)t->position.global_step, "train_loss",
+        train_loss, "val_loss", val_loss, "images_per_second", images_per_second, "val", metrics);
+    write_log_line(t, entry);
+    json_decref(entry);
+}
+
+void trainer_log_step(trainer *t, float loss, double lr, double images_per_second)
+{
+    AP_INFO("epoch %ld step %ld loss %.4f lr %.3e images/s %.1f", t->position.epoch + 1,
+            t->position.global_step, (double)loss, lr, images_per_second);
+    json_t *entry =
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
+                  (json_int_t)(t->position.epoch + 1), "step", (json_int_t)t->position.global_step,
+                  "loss", (double)loss, "lr", lr, "images_per_second", images_per_second);
+    write_log_line(t, entry);
+    json_decref(entry);
+}
