@@ -35,7 +35,7 @@ for trial in 1 2 3; do
     # attempt resumes from a checkpoint, so it has fewer lines left to log.
     for attempt in $(seq 1 $((trial == 1 ? 1 : 2))); do
         outcome=$(python3 "$killer" --seed $((seed * 10 + trial * 3 + attempt)) \
-            --pattern "$progress" --events $((events / attempt)) --log "$work/$run.log" -- \
+            --pattern "$progress" --events $((events / attempt)) --max-delay 0.03 --log "$work/$run.log" -- \
             "$APIARY" train "${settings[@]}" --set run_name=$run --resume)
         echo "trial $trial, attempt $attempt: $outcome"
         case $outcome in
