@@ -10,10 +10,19 @@
  * lines. */
 #define WEIGHT_COLUMN_BLOCK 256
 
+/* Minimum multiply-adds for a parallel dense pass. A classifier head over
+ * pooled features runs faster on one thread than a thread team starts and
+ * joins. The threshold is an estimate, not tuned. */
+#define DENSE_PARALLEL_MIN 262144L
+
+/* Minimum value count for a parallel dropout pass. */
+#define DROPOUT_PARALLEL_MIN 65536L
+
 void ap_cpu_dense_forward(const float *in, const float *weight, const float *bias, int batch,
                           int in_features, int out_features, float *out)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+    const long work = (long)batch * in_features * out_features;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= DENSE_PARALLEL_MIN)
     for (int n = 0; n < batch; n++) {
         for (int o = 0; o < out_features; o++) {
             const float *x = in + (size_t)n * (size_t)in_features;
@@ -31,7 +40,8 @@ void ap_cpu_dense_forward(const float *in, const float *weight, const float *bia
 static void dense_backward_input(const float *weight, const float *d_out, int batch,
                                  int in_features, int out_features, float *d_in)
 {
-#pragma omp parallel for schedule(static)
+    const long work = (long)batch * in_features * out_features;
+#pragma omp parallel for schedule(static) if (work >= DENSE_PARALLEL_MIN)
     for (int n = 0; n < batch; n++) {
         float *row = d_in + (size_t)n * (size_t)in_features;
         memset(row, 0, (size_t)in_features * sizeof(*row));
@@ -50,8 +60,9 @@ static void dense_backward_weight(const float *in, const float *d_out, int batch
                                   int out_features, float *d_weight)
 {
     const int blocks = (in_features + WEIGHT_COLUMN_BLOCK - 1) / WEIGHT_COLUMN_BLOCK;
+    const long work = (long)batch * in_features * out_features;
 
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (work >= DENSE_PARALLEL_MIN)
     for (int o = 0; o < out_features; o++) {
         for (int block = 0; block < blocks; block++) {
             int begin = block * WEIGHT_COLUMN_BLOCK;
@@ -95,14 +106,14 @@ void ap_cpu_dropout_forward(float *values, float *mask, long size, float rate, u
                             uint64_t stream)
 {
     if (rate <= 0.0f) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (size >= DROPOUT_PARALLEL_MIN)
         for (long i = 0; i < size; i++)
             mask[i] = 1.0f;
         return;
     }
     const float scale = rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size >= DROPOUT_PARALLEL_MIN)
     for (long i = 0; i < size; i++) {
         float mask_value = ap_rng_uniform(seed, stream, (uint64_t)i) >= rate ? scale : 0.0f;
         mask[i] = mask_value;
@@ -112,7 +123,7 @@ void ap_cpu_dropout_forward(float *values, float *mask, long size, float rate, u
 
 void ap_cpu_dropout_backward(float *d_values, const float *mask, long size)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (size >= DROPOUT_PARALLEL_MIN)
     for (long i = 0; i < size; i++)
         d_values[i] *= mask[i];
 }
