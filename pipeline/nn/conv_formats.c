@@ -166,8 +166,9 @@ static bool runs_jit_in(nn_context *ctx, const nn_conv_shape *probe, dnnl_format
 
 /* The format for activations of dims (batch, channels, height, width): the
  * one in which a 3x3 stride-1 convolution keeping the channel count runs
- * non-reference kernels in all three passes. oneDNN's own choice comes first
- * when it qualifies. Returns dnnl_format_tag_any when no format does. */
+ * non-reference kernels in all three passes. Channels last comes first when
+ * the channel count is not a multiple of 16, then oneDNN's own choice when
+ * it qualifies. Returns dnnl_format_tag_any when no format does. */
 static dnnl_format_tag_t preferred_tag(nn_context *ctx, const dnnl_dims_t dims)
 {
     nn_conv_shape probe = {.strides = {1, 1}, .padding = {1, 1}};
@@ -176,6 +177,12 @@ static dnnl_format_tag_t preferred_tag(nn_context *ctx, const dnnl_dims_t dims)
     dnnl_dims_t weights = {dims[1], dims[1], 3, 3};
     memcpy(probe.weights, weights, sizeof(dnnl_dims_t));
 
+    /* Blocks of 16 pad such a channel count, and every pass computes the
+     * padding too. For 24 channels at 32x32, batch 32, the oneDNN 2.6.3 jit
+     * kernels took about 25% less time in channels last. This is an estimate
+     * from one thread of an AVX-512 AMD EPYC on a busy machine. */
+    if (dims[1] % 16 != 0 && runs_jit_in(ctx, &probe, dnnl_acdb))
+        return dnnl_acdb;
     dnnl_format_tag_t natural = natural_tag(ctx, &probe);
     if (natural != dnnl_format_tag_any && runs_jit_in(ctx, &probe, natural))
         return natural;
