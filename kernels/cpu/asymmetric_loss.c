@@ -21,7 +21,8 @@ double ap_cpu_asymmetric_loss_sum(const float *logits, const int8_t *targets,
             loss_sum += ap_asymmetric_element(logits[i], target, weight, params, &element_grad);
             known_count++;
         }
-        grad[i] = element_grad;
+        if (grad != NULL)
+            grad[i] = element_grad;
     }
     *known = known_count;
     return loss_sum;
@@ -30,26 +31,15 @@ double ap_cpu_asymmetric_loss_sum(const float *logits, const int8_t *targets,
 float ap_cpu_asymmetric_loss(const float *logits, const int8_t *targets, const float *pos_weight,
                              int count, int labels, const ap_asymmetric_params *params, float *grad)
 {
-    const size_t total = (size_t)count * (size_t)labels;
-    double loss_sum = 0.0;
-    size_t known = 0;
-
-    for (size_t i = 0; i < total; i++) {
-        int target = targets[i];
-        float element_grad = 0.0f;
-        if (target == 0 || target == 1) {
-            float weight = pos_weight != NULL ? pos_weight[i % (size_t)labels] : 1.0f;
-            loss_sum += ap_asymmetric_element(logits[i], target, weight, params, &element_grad);
-            known++;
-        }
-        if (grad != NULL)
-            grad[i] = element_grad;
-    }
+    long known = 0;
+    double loss_sum = ap_cpu_asymmetric_loss_sum(logits, targets, pos_weight, count, labels, params,
+                                                 grad, &known);
     if (known == 0)
         return 0.0f;
 
     /* d(mean)/d(logit) is the element's gradient over the known count. */
     if (grad != NULL) {
+        const size_t total = (size_t)count * (size_t)labels;
         float known_count = (float)known;
         for (size_t i = 0; i < total; i++)
             grad[i] = grad[i] / known_count;

@@ -39,7 +39,7 @@ float ap_cpu_asymmetric_loss(const float *logits, const int8_t *targets, const f
 
 /* Computes the same loss as a sum over the known targets, for callers that
  * combine several micro-batches. Writes the count of known targets to *known
- * and the per-element d(loss)/d(logit) to grad, which must not be NULL. The
+ * and, when grad is not NULL, the per-element d(loss)/d(logit) to grad. The
  * gradient is not divided by the count. */
 double ap_cpu_asymmetric_loss_sum(const float *logits, const int8_t *targets,
                                   const float *pos_weight, int count, int labels,

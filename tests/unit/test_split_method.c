@@ -1,7 +1,6 @@
 /* split.method on a small synthetic dataset of 16x16 PNG images in 8 groups
  * of 6: group keeps every group in one part, random ignores the groups. */
 
-#include <png.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -11,6 +10,7 @@
 #include "pipeline/data/split.h"
 #include "pipeline/train/run_data.h"
 #include "tests/unit/check.h"
+#include "tests/unit/png_check.h"
 
 #define SIDE      16
 #define GROUPS    8
@@ -27,16 +27,7 @@ static void write_png(const char *path, int index)
         state = state * 1664525u + 1013904223u;
         pixels[i] = (uint8_t)((index % 2 ? 160 : 60) + (state >> 27));
     }
-    png_image image;
-    memset(&image, 0, sizeof(image));
-    image.version = PNG_IMAGE_VERSION;
-    image.width = SIDE;
-    image.height = SIDE;
-    image.format = PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&image, path, 0, pixels, 0, NULL)) {
-        fprintf(stderr, "cannot write %s: %s\n", path, image.message);
-        exit(1);
-    }
+    check_write_png(path, SIDE, pixels);
 }
 
 static void make_dataset(const char *data_dir)

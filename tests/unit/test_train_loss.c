@@ -2,7 +2,6 @@
  * step compares losses of the same initial weights and batch, and the model
  * card names the loss and its settings. */
 
-#include <png.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -12,6 +11,7 @@
 #include "pipeline/config/config.h"
 #include "pipeline/train/trainer.h"
 #include "tests/unit/check.h"
+#include "tests/unit/png_check.h"
 
 #define SIDE   16
 #define IMAGES 32
@@ -26,16 +26,7 @@ static void write_png(const char *path, int index)
         state = state * 1664525u + 1013904223u;
         pixels[i] = (uint8_t)((index % 3 == 0 ? 170 : 50) + (state >> 27));
     }
-    png_image image;
-    memset(&image, 0, sizeof(image));
-    image.version = PNG_IMAGE_VERSION;
-    image.width = SIDE;
-    image.height = SIDE;
-    image.format = PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&image, path, 0, pixels, 0, NULL)) {
-        fprintf(stderr, "cannot write %s: %s\n", path, image.message);
-        exit(1);
-    }
+    check_write_png(path, SIDE, pixels);
 }
 
 /* One label known for every image, one known for half of them. */
@@ -51,7 +42,9 @@ static void make_dataset(const char *data_dir)
     for (int index = 0; index < IMAGES; index++) {
         snprintf(path, sizeof(path), "%s/img%02d.png", data_dir, index);
         write_png(path, index);
-        const char *odd = index % 4 < 2 ? (index % 2 ? "1" : "0") : "";
+        const char *odd = "";
+        if (index % 4 < 2)
+            odd = index % 2 ? "1" : "0";
         fprintf(manifest, "img%02d.png,%d,%s,g%d\n", index, index % 3 == 0, odd, index / 2);
     }
     fclose(manifest);
@@ -125,9 +118,12 @@ static void check_card_loss(const char *run_dir, const char *expected)
     CHECK(card != NULL);
     const char *loss =
         json_string_value(json_object_get(json_object_get(card, "training"), "loss"));
-    CHECK(loss != NULL && strcmp(loss, expected) == 0);
-    if (loss != NULL && strcmp(loss, expected) != 0)
-        fprintf(stderr, "card loss \"%s\", expected \"%s\"\n", loss, expected);
+    CHECK(loss != NULL);
+    if (loss != NULL) {
+        CHECK(strcmp(loss, expected) == 0);
+        if (strcmp(loss, expected) != 0)
+            fprintf(stderr, "card loss \"%s\", expected \"%s\"\n", loss, expected);
+    }
     json_decref(card);
 }
 

@@ -5,7 +5,6 @@
 
 #include "pipeline/validate/validate.h"
 
-#include <png.h>
 #include <sys/stat.h>
 
 #include "pipeline/common/fsutil.h"
@@ -17,6 +16,7 @@
 #include "pipeline/train/trainer.h"
 #include "pipeline/validate/model_load.h"
 #include "tests/unit/check.h"
+#include "tests/unit/png_check.h"
 
 #define SIDE        24
 #define GROUPS      24
@@ -26,20 +26,6 @@
 static char work_dir[1024];
 
 /* ---- Dataset ---- */
-
-static void write_png(const char *path, const uint8_t *pixels)
-{
-    png_image image;
-    memset(&image, 0, sizeof(image));
-    image.version = PNG_IMAGE_VERSION;
-    image.width = SIDE;
-    image.height = SIDE;
-    image.format = PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&image, path, 0, pixels, 0, NULL)) {
-        fprintf(stderr, "cannot write %s: %s\n", path, image.message);
-        exit(1);
-    }
-}
 
 /* Image number index: bright when index % 2, red when (index / 2) % 2,
  * with per-pixel noise so that no two files are equal. */
@@ -101,7 +87,7 @@ static void make_dataset(const char *data_dir, bool duplicate)
     for (int index = 0; index < GROUPS * PER_GROUP; index++) {
         snprintf(path, sizeof(path), "%s/img%03d.png", data_dir, index);
         draw_image(index, pixels);
-        write_png(path, pixels);
+        check_write_png(path, SIDE, pixels);
         /* Every seventh red label is unknown, as in partly annotated data. */
         const char *red = index % 7 == 3 ? "" : (index / 2) % 2 ? "1" : "0";
         fprintf(manifest, "img%03d.png,%d,%s,g%02d\n", index, index % 2, red, index / PER_GROUP);
@@ -109,7 +95,7 @@ static void make_dataset(const char *data_dir, bool duplicate)
     if (duplicate) {
         draw_image(0, pixels);
         snprintf(path, sizeof(path), "%s/copy.png", data_dir);
-        write_png(path, pixels);
+        check_write_png(path, SIDE, pixels);
         fprintf(manifest, "copy.png,0,0,gcopy\n");
     }
     fclose(manifest);
