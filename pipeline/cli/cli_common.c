@@ -1,6 +1,5 @@
 #include "pipeline/cli/cli.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,69 +91,10 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
     return true;
 }
 
-/* Length of the valid UTF-8 sequence at text (at most available bytes), or
- * 0 when it is not one; overlong forms and surrogates are invalid. */
-static size_t utf8_sequence_length(const unsigned char *text, size_t available)
-{
-    unsigned char first = text[0];
-    size_t length = first < 0x80                     ? 1
-                    : first >= 0xc2 && first <= 0xdf ? 2
-                    : first >= 0xe0 && first <= 0xef ? 3
-                    : first >= 0xf0 && first <= 0xf4 ? 4
-                                                     : 0;
-    if (length == 0 || length > available)
-        return 0;
-    for (size_t i = 1; i < length; i++)
-        if ((text[i] & 0xc0) != 0x80)
-            return 0;
-    if ((first == 0xe0 && text[1] < 0xa0) || (first == 0xed && text[1] > 0x9f) ||
-        (first == 0xf0 && text[1] < 0x90) || (first == 0xf4 && text[1] > 0x8f))
-        return 0;
-    return length;
-}
-
-/* Check that the config file is UTF-8 text without NUL bytes, and name the
- * line and column of the first bad byte, because the YAML parser's message
- * for these does not say what to do. A file that cannot be read is left to
- * the loader, which reports that. */
-static ap_status check_config_encoding(const char *path, ap_error *err)
-{
-    uint8_t *data = NULL;
-    size_t size = 0;
-    ap_error ignored;
-    if (ap_read_file(path, (size_t)64 << 20, &data, &size, &ignored) != AP_OK)
-        return AP_OK;
-    size_t line = 1, column = 1;
-    ap_status status = AP_OK;
-    for (size_t at = 0; at < size && status == AP_OK;) {
-        size_t length = utf8_sequence_length(data + at, size - at);
-        if (data[at] == '\0')
-            status = ap_error_set(err, AP_ERR_INVALID,
-                                  "%s:%zu:%zu: the file contains a NUL byte, so it is not a "
-                                  "text file; save the config as plain UTF-8 text",
-                                  path, line, column);
-        else if (length == 0)
-            status = ap_error_set(err, AP_ERR_INVALID,
-                                  "%s:%zu:%zu: byte 0x%02x is not valid UTF-8; save the config "
-                                  "as UTF-8 (for example with iconv -f LATIN1 -t UTF-8)",
-                                  path, line, column, data[at]);
-        if (data[at] == '\n') {
-            line++;
-            column = 0;
-        }
-        at += length > 0 ? length : 1;
-        column++;
-    }
-    free(data);
-    return status;
-}
-
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg)
 {
     ap_error err = {0};
-    ap_status status = check_config_encoding(options->config_path, &err);
-    if (status == AP_OK)
-        status = ap_config_load_file(options->config_path, cfg, &err);
+    ap_status status = ap_config_load_file(options->config_path, cfg, &err);
     for (int i = 0; status == AP_OK && i < options->override_count; i++)
         status = ap_config_set(cfg, options->overrides[i], &err);
     if (status == AP_OK)

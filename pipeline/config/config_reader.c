@@ -495,6 +495,56 @@ static ap_status read_stream(config_reader *reader)
     }
 }
 
+/* Length of the valid UTF-8 sequence at text (at most available bytes), or
+ * 0 when it is not one; overlong forms and surrogates are invalid. */
+static size_t utf8_sequence_length(const unsigned char *text, size_t available)
+{
+    unsigned char first = text[0];
+    size_t length = first < 0x80                     ? 1
+                    : first >= 0xc2 && first <= 0xdf ? 2
+                    : first >= 0xe0 && first <= 0xef ? 3
+                    : first >= 0xf0 && first <= 0xf4 ? 4
+                                                     : 0;
+    if (length == 0 || length > available)
+        return 0;
+    for (size_t i = 1; i < length; i++)
+        if ((text[i] & 0xc0) != 0x80)
+            return 0;
+    if ((first == 0xe0 && text[1] < 0xa0) || (first == 0xed && text[1] > 0x9f) ||
+        (first == 0xf0 && text[1] < 0x90) || (first == 0xf4 && text[1] > 0x8f))
+        return 0;
+    return length;
+}
+
+/* Check that a config file is UTF-8 without NUL bytes, and name the line
+ * and column of the first bad byte, because the YAML parser's message for
+ * these does not say what to do. */
+static ap_status check_encoding(const char *text, size_t size, const char *source, ap_error *err)
+{
+    const unsigned char *data = (const unsigned char *)text;
+    size_t line = 1, column = 1;
+    for (size_t at = 0; at < size;) {
+        size_t length = utf8_sequence_length(data + at, size - at);
+        if (data[at] == '\0')
+            return ap_error_set(err, AP_ERR_INVALID,
+                                "%s:%zu:%zu: the file contains a NUL byte, so it is not a "
+                                "text file; save the config as plain UTF-8 text",
+                                source, line, column);
+        if (length == 0)
+            return ap_error_set(err, AP_ERR_INVALID,
+                                "%s:%zu:%zu: byte 0x%02x is not valid UTF-8; save the config "
+                                "as UTF-8 (for example with iconv -f LATIN1 -t UTF-8)",
+                                source, line, column, data[at]);
+        if (data[at] == '\n') {
+            line++;
+            column = 0;
+        }
+        at += length;
+        column++;
+    }
+    return AP_OK;
+}
+
 static ap_status load_text(const char *text, size_t size, const char *source, ap_config *cfg,
                            ap_error *err)
 {
@@ -527,7 +577,9 @@ ap_status ap_config_load_file(const char *path, ap_config *cfg, ap_error *err)
     ap_status status = ap_read_file(path, CONFIG_FILE_MAX, &data, &size, err);
     if (status != AP_OK)
         return ap_error_prefix(err, "config");
-    status = load_text((const char *)data, size, path, cfg, err);
+    status = check_encoding((const char *)data, size, path, err);
+    if (status == AP_OK)
+        status = load_text((const char *)data, size, path, cfg, err);
     free(data);
     return status;
 }
