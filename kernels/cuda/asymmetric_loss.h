@@ -38,11 +38,11 @@ ap_status ap_cuda_asymmetric_loss(const float *logits, const int8_t *targets,
                                   const ap_asymmetric_params *params, float *grad, float *loss,
                                   cudaStream_t stream, ap_error *err);
 
-/* GPU version of ap_cpu_asymmetric_loss_sum for one micro-batch: writes
- * d(sum)/d(logit) to grad (device, count x labels, 0 for unknown targets) and
- * adds the summed loss and the known-target count to totals[0] and totals[1]
- * (device, two floats, rounded to float as ap_cuda_bce_loss_sum adds them).
- * Errors as for ap_cuda_asymmetric_loss. */
+/* GPU version of ap_cpu_asymmetric_loss_sum for one micro-batch. Writes
+ * d(sum)/d(logit) to grad (device, count x labels, 0 for unknown targets).
+ * Adds the summed loss and the known-target count to totals[0] and
+ * totals[1] (device, two floats), rounded to float as ap_cuda_bce_loss_sum
+ * adds them. Returns the same errors as ap_cuda_asymmetric_loss. */
 ap_status ap_cuda_asymmetric_loss_sum(const float *logits, const int8_t *targets,
                                       const float *pos_weight, int count, int labels,
                                       const ap_asymmetric_params *params, float *grad,

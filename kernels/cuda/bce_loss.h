@@ -23,11 +23,12 @@ ap_status ap_cuda_bce_loss(const float *logits, const int8_t *targets, const flo
                            int count, int labels, float *grad, float *loss, cudaStream_t stream,
                            ap_error *err);
 
-/* GPU version of ap_dp_bce_loss_sum for one micro-batch: writes d(sum)/d(logit)
- * to grad (device, count x labels, 0 for unknown targets) and adds the summed
- * loss and the known-target count to totals[0] and totals[1] (device, two
- * floats), rounded to float as ap_dp_bucket_add_loss adds them. One block
- * sums in double with a fixed-order tree, as ap_cuda_bce_loss does. */
+/* GPU version of ap_dp_bce_loss_sum for one micro-batch. Writes
+ * d(sum)/d(logit) to grad (device, count x labels, 0 for unknown targets).
+ * Adds the summed loss and the known-target count to totals[0] and
+ * totals[1] (device, two floats), rounded to float as ap_dp_bucket_add_loss
+ * adds them. One block sums in double with a fixed-order tree, as
+ * ap_cuda_bce_loss does. */
 ap_status ap_cuda_bce_loss_sum(const float *logits, const int8_t *targets, const float *pos_weight,
                                int count, int labels, float *grad, float *totals,
                                cudaStream_t stream, ap_error *err);

@@ -94,7 +94,7 @@ static cublasComputeType_t compute_type(ap_cuda_gemm_math math)
     return CUBLAS_COMPUTE_32F_PEDANTIC;
 }
 
-/* C = alpha op(A) op(B) + beta C, all float column-major, in math's arithmetic. */
+/* Compute C = alpha op(A) op(B) + beta C, all float column-major, in math's arithmetic. */
 static cublasStatus_t gemm(cublasHandle_t blas, ap_cuda_gemm_math math, cublasOperation_t op_a,
                            cublasOperation_t op_b, int m, int n, int k, const float *a, int lda,
                            const float *b, int ldb, const float *beta, float *c, int ldc)
@@ -110,8 +110,9 @@ static unsigned blocks_for(long size)
 }
 
 /* cuBLAS is column-major, and a row-major matrix read column-major is its
- * transpose: in becomes in_cm (in x batch), weight weight_cm (in x out) and
- * out out_cm (out x batch), so out_cm = weight_cm^T * in_cm. */
+ * transpose. So in becomes in_cm (in x batch), weight becomes weight_cm
+ * (in x out), out becomes out_cm (out x batch), and
+ * out_cm = weight_cm^T * in_cm. */
 extern "C" ap_status ap_cuda_dense_forward(cublasHandle_t blas, ap_cuda_gemm_math math,
                                            const float *in, const float *weight, const float *bias,
                                            int batch, int in_features, int out_features, float *out,

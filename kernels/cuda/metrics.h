@@ -23,9 +23,9 @@ enum {
 };
 
 /* GPU version of ap_confusion_count (pipeline/eval/confusion.h) for every
- * label at once: adds to counts (device, labels x AP_CUDA_CONFUSION_FIELDS)
+ * label at once. Adds to counts (device, labels x AP_CUDA_CONFUSION_FIELDS)
  * the confusion counts of count rows of probabilities and targets (device,
- * count x labels) at threshold, with the same rules: a negative target is
+ * count x labels) at threshold. The rules are the same: a negative target is
  * unknown, 1 is positive, any other value negative, and a probability at
  * or above the threshold predicts positive. Counts are integers, so the
  * order of the additions does not change them. Returns AP_OK,

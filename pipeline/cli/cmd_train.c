@@ -53,7 +53,7 @@ int ap_cmd_train(int argc, char **argv)
     ap_train_outcome outcome;
     ap_error err = {0};
     ap_status status = ap_train(&request, &outcome, &err);
-    /* Only rank 0 writes the run folder, so only rank 0 uploads it; a
+    /* Only rank 0 writes the run folder, so only rank 0 uploads it. The
      * checkpoint of a failed or stopped run is uploaded too, to resume from. */
     if (ap_comm_launcher_rank() != 0)
         return status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_OK;

@@ -137,8 +137,9 @@ ap_status gpu_bn_forward(gpu_context *ctx, gpu_bn *bn, bool training, ap_error *
     return AP_OK;
 }
 
-/* With the ReLU, the gradient is first masked where the output is zero;
- * the output after the ReLU is positive exactly where the one before was. */
+/* With the ReLU, the gradient is first masked where the output is zero.
+ * That mask is exact because the output after the ReLU is positive exactly
+ * where the one before was. */
 ap_status gpu_bn_backward(gpu_context *ctx, gpu_bn *bn, const float *dy, bool accumulate,
                           ap_error *err)
 {

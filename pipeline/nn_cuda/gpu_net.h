@@ -4,10 +4,11 @@
 /* The residual CNN of pipeline/nn/net.h on one GPU: convolution, batch norm
  * and pooling in cuDNN (legacy API), the dense head in cuBLAS, the rest in
  * apiary's kernels (kernels/cuda). The network mirrors a host ap_net built
- * from the same spec: the same tensors in the same order, names, shapes
- * and layouts (OIHW convolution weights, [out, in] dense weights), so
- * weights copy between the two with plain memcpy and checkpoints are
- * interchangeable. All work is queued on the network's stream. */
+ * from the same spec. It has the same tensors in the same order, with the
+ * same names, shapes and layouts (OIHW convolution weights, [out, in] dense
+ * weights), so weights copy between the two with plain memcpy and
+ * checkpoints are interchangeable. All work is queued on the network's
+ * stream. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,7 +74,7 @@ size_t ap_gpu_net_tensor_count(const ap_gpu_net *net);
 const ap_gpu_tensor *ap_gpu_net_tensor_at(const ap_gpu_net *net, size_t index);
 
 /* Input buffer (device, batch x 3 x height x width floats, NCHW) that the
- * next forward pass reads; preprocessing writes into it. */
+ * next forward pass reads. Preprocessing writes into it. */
 float *ap_gpu_net_input(ap_gpu_net *net);
 /* Logits of the last forward pass (device, batch x label_count). */
 const float *ap_gpu_net_logits(const ap_gpu_net *net);
@@ -86,7 +87,7 @@ size_t ap_gpu_net_grad_count(const ap_gpu_net *net);
 size_t ap_gpu_net_state_count(const ap_gpu_net *net);
 
 /* Copy weights and statistics between the host twin and the GPU, in
- * tensor order; both wait for the stream. */
+ * tensor order. Both wait for the stream. */
 ap_status ap_gpu_net_upload(ap_gpu_net *net, ap_net *host, ap_error *err);
 ap_status ap_gpu_net_download(ap_gpu_net *net, ap_net *host, ap_error *err);
 
@@ -95,7 +96,8 @@ ap_status ap_gpu_net_download(ap_gpu_net *net, ap_net *host, ap_error *err);
 ap_status ap_gpu_net_pack_state(ap_gpu_net *net, ap_error *err);
 ap_status ap_gpu_net_unpack_state(ap_gpu_net *net, float divisor, ap_error *err);
 
-/* Forward the input buffer as ap_net_forward does, into the logits. */
+/* Run the forward pass on the input buffer as ap_net_forward does, writing
+ * the logits. */
 ap_status ap_gpu_net_forward(ap_gpu_net *net, bool training, uint64_t dropout_seed,
                              uint64_t dropout_stream, ap_error *err);
 
@@ -104,14 +106,14 @@ ap_status ap_gpu_net_forward(ap_gpu_net *net, bool training, uint64_t dropout_se
  * stream, so that a caller can start reducing them. */
 typedef ap_status (*ap_gpu_grads_ready_fn)(void *context, size_t first, ap_error *err);
 
-/* Backward from d_logits (device, batch x label_count) after a training
- * forward. accumulate adds to the gradients instead of setting them, for
- * micro-batches. ready may be NULL. */
+/* Run the backward pass from d_logits (device, batch x label_count) after a
+ * training forward pass. accumulate adds to the gradients instead of
+ * setting them, for micro-batches. ready may be NULL. */
 ap_status ap_gpu_net_backward(ap_gpu_net *net, const float *d_logits, bool accumulate,
                               ap_gpu_grads_ready_fn ready, void *ready_context, ap_error *err);
 
-/* Number of CUDA devices, 0 when there are none or the driver is missing;
- * reason (may be NULL) receives the CUDA error then. */
+/* Return the number of CUDA devices, or 0 when there are none or the driver
+ * is missing. In that case reason (may be NULL) receives the CUDA error. */
 int ap_gpu_device_count(char *reason, size_t reason_size);
 
 #endif

@@ -1,9 +1,9 @@
 #ifndef APIARY_NN_CUDA_GPU_PLAN_H
 #define APIARY_NN_CUDA_GPU_PLAN_H
 
-/* Host-side planning of the GPU backend, free of CUDA calls so that unit
- * tests run it without a GPU: the cache of chosen convolution algorithms
- * and the gradient buckets of the all-reduce. */
+/* Host-side planning of the GPU backend: the cache of chosen convolution
+ * algorithms and the gradient buckets of the all-reduce. It makes no CUDA
+ * calls, so unit tests run it without a GPU. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,7 +52,8 @@ bool gpu_algo_key_equal(const gpu_algo_key *a, const gpu_algo_key *b);
 /* Write the key as text for logs, for example
  * "forward 32x64x38x75 k128 3x3 stride 2 pad 1 fp32 deterministic". */
 void gpu_algo_key_format(const gpu_algo_key *key, char *out, size_t out_size);
-/* Find the choice made for key; counts a hit or a miss. */
+/* Find the choice made for key and count a hit or a miss. Returns false on
+ * a miss. */
 bool gpu_algo_cache_find(gpu_algo_cache *cache, const gpu_algo_key *key, gpu_algo_choice *out);
 ap_status gpu_algo_cache_put(gpu_algo_cache *cache, const gpu_algo_key *key,
                              const gpu_algo_choice *choice, ap_error *err);
@@ -65,11 +66,11 @@ typedef struct {
 } gpu_grad_bucket;
 
 /* Split the gradients of tensors (offsets and sizes in the gradient buffer,
- * in tensor order, back to back from 0) into buckets in backward order:
- * backward finishes the last tensor first, so the first bucket ends at the
- * end of the buffer. Each bucket takes whole tensors until it holds at least
- * target floats; a tensor is never split. *buckets is allocated and receives
- * *bucket_count entries. */
+ * in tensor order, back to back from 0) into buckets in backward order.
+ * The backward pass finishes the last tensor first, so the first bucket ends
+ * at the end of the buffer. Each bucket takes whole tensors, never splitting
+ * one, until it contains at least target floats. *buckets is allocated and
+ * receives *bucket_count entries. */
 ap_status gpu_grad_buckets_plan(const size_t *offsets, const size_t *sizes, size_t tensor_count,
                                 size_t target, gpu_grad_bucket **buckets, size_t *bucket_count,
                                 ap_error *err);

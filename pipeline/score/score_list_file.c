@@ -11,7 +11,7 @@
 #include "pipeline/score/score_input.h"
 #include "pipeline/store/store.h"
 
-/* Manifests and listings are read whole; a million paths fit well below this. */
+/* Manifests and listings are read whole. A million paths fit well below this. */
 #define LIST_FILE_MAX_BYTES ((size_t)256 << 20)
 
 static bool has_extension(const char *name, const char *extension)
@@ -83,8 +83,8 @@ static ap_status read_manifest(path_list *list, const char *text, size_t size, a
     return status;
 }
 
-/* One path per line; blank lines and lines starting with '#' are skipped,
- * and spaces around a path and a CR before the LF are removed. */
+/* Read one path per line. Blank lines and lines starting with '#' are
+ * skipped, and spaces around a path and a CR before the LF are removed. */
 static ap_status read_listing(path_list *list, char *text, ap_error *err)
 {
     int line = 0;

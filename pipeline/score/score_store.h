@@ -3,12 +3,12 @@
 
 /* Score inputs and outputs in S3. An s3:// score.input (a prefix, or a
  * manifest or listing object) is copied into store.cache_dir/s3 and scored
- * from there; objects whose cached copy has the same ETag are not
+ * from there. Objects whose cached copy has the same ETag are not
  * downloaded again. An s3:// score.output is staged in
- * store.cache_dir/scores: the results of one model version are fetched
- * before scoring, so a run on another machine resumes, and uploaded after
- * it, each file in one PUT or one multipart upload, so readers never see a
- * partial object. */
+ * store.cache_dir/scores. The results of one model version are fetched
+ * before scoring, so a run on another machine resumes. They are uploaded
+ * after scoring, each file in one PUT or one multipart upload, so readers
+ * never see a partial object. */
 
 #include <stdbool.h>
 
@@ -35,12 +35,13 @@ ap_status ap_score_store_fetch_input(ap_config *cfg, ap_score_store *store, ap_e
 ap_status ap_score_store_stage_output(ap_config *cfg, ap_score_store *store, ap_error *err);
 
 /* Download the results of model version from S3 into the staging folder,
- * unless the folder already holds a journal for it (a staging folder is at
+ * unless the folder already contains a journal for it (a staging folder is at
  * least as new as its last upload). */
 ap_status ap_score_store_resume(const ap_score_store *store, const ap_config *cfg, int version,
                                 ap_error *err);
 
-/* Upload the files of the staged results of version that changed. */
+/* Upload the staged results of version, skipping files whose copy in S3
+ * has the same size and ETag. */
 ap_status ap_score_store_upload(const ap_score_store *store, const ap_config *cfg, int version,
                                 ap_store_sync_stats *stats, ap_error *err);
 

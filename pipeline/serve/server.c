@@ -23,7 +23,7 @@
 /* After inference stops, resumed requests only need to write their response. */
 #define RESUME_WAIT_SECONDS 5.0
 
-/* Open connections, idle or slow ones included. libmicrohttpd's default
+/* Maximum open connections, idle or slow ones included. libmicrohttpd's default
  * (FD_SETSIZE - 4 = 1020, shared by the pool threads) let about a thousand
  * clients that send their headers a byte at a time lock out every other
  * client, health checks included. Each connection takes a 32 KiB buffer

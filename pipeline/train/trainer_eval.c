@@ -10,7 +10,8 @@
 #include "pipeline/train/predict.h"
 #include "pipeline/train/trainer_internal.h"
 
-/* A JSON number, or null for an undefined (NAN) metric, which JSON cannot hold. */
+/* Return value as a JSON number, or null for an undefined (NAN) metric, which JSON
+ * cannot represent. */
 static json_t *json_number_or_null(double value)
 {
     return isfinite(value) ? json_real(value) : json_null();
@@ -30,7 +31,7 @@ static json_t *label_metrics(const float *probabilities, const int8_t *targets, 
                      (json_int_t)(c.true_negative + c.false_positive));
 }
 
-/* Evaluate one split: mean masked loss and per-label metrics at 0.5. */
+/* Evaluate one split: the mean masked loss and per-label metrics at threshold 0.5. */
 ap_status trainer_evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
                            ap_error *err)
 {
@@ -74,7 +75,7 @@ static void write_log_line(trainer *t, json_t *line)
     }
 }
 
-/* A metric of a per-label object, NAN when it is null (undefined). */
+/* Return a metric of a per-label object, or NAN when it is null (undefined). */
 static double json_metric(const json_t *metrics, const char *name)
 {
     const json_t *value = json_object_get(metrics, name);

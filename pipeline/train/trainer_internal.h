@@ -40,7 +40,7 @@ typedef struct {
     ap_run_data data;
     ap_net_spec spec;
     ap_net *net;
-    ap_train_backend device; /* GPU backend; its step is NULL when the CPU trains */
+    ap_train_backend device; /* GPU backend, whose step is NULL when the CPU trains */
     ap_optimizer opt;
     ap_train_position position;
     float pos_weight[AP_MAX_LABELS];
@@ -56,7 +56,7 @@ typedef struct {
     int8_t *targets;
     ap_augment_params *augment;
     FILE *log_file;
-    int lock_fd; /* rank 0's lock on the run folder; -1 when not held */
+    int lock_fd; /* rank 0's lock on the run folder, or -1 when not held */
     double train_seconds;
     long train_images;
     json_t *last_val_metrics;

@@ -250,7 +250,7 @@ static ap_status run_score(const bench_options *options, const bench_data *data,
     return status;
 }
 
-/* Resident and peak resident memory in KiB from /proc/self/status. */
+/* Read the resident and peak resident memory in KiB from /proc/self/status. */
 static void read_memory(long *rss_kib, long *peak_kib)
 {
     *rss_kib = *peak_kib = -1;
@@ -289,13 +289,13 @@ static ap_status run_memory(const bench_options *options, const bench_data *data
     return status;
 }
 
-/* Decode and resize one manifest row's image into out; false when it fails. */
+/* Decode and resize one manifest row's image into out. Returns false when that fails. */
 static bool decode_row(const bench_data *data, size_t row, uint8_t *out)
 {
     const ap_data_config *dc = &data->cfg.data;
     ap_image_limits limits = {.max_bytes = (size_t)dc->max_image_bytes,
                               .max_pixels = dc->max_image_pixels};
-    /* As ap_image_set_load: root/FILE, else root/images/FILE. */
+    /* Look for root/FILE, then root/images/FILE, as ap_image_set_load does. */
     char path[3 * AP_PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dc->root, data->manifest.rows[row].file);
     if (access(path, F_OK) != 0)

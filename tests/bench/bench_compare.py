@@ -1,7 +1,7 @@
 """Run apiary's and PyTorch's benchmarks side by side and print the ratios.
 
 Called by tests/bench/bench_vs_torch.sh, which builds bench_apiary and writes
-the decoded images first. On a shared machine a single run says little, so
+the decoded images first. On a shared machine a single run is noisy, so
 every variant runs --reps times in alternating order (each repetition starts
 with a different variant), and the figures are medians. The 1-minute load
 average before each run is kept with it.
@@ -180,7 +180,7 @@ def bench_memory(bench):
 
 
 def svg_bar_chart(summaries, path):
-    """A grouped horizontal bar chart of median images/s, one group per benchmark."""
+    """Write a grouped horizontal bar chart of median images/s, one group per benchmark."""
     rows = []
     for summary in summaries:
         for label, median in summary["medians"].items():

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Guards around a run folder and the registry, with the CI config: rerunning
-# a finished run with other model settings fails with exit 2 and names the
-# keys; a second training of a run that is being trained fails at once and
-# names the other process; two promotions of one run at once register one
-# version; a load that fails data.max_bad_fraction still writes
-# data_report.json; a config that is not UTF-8 text names the file and line.
+# Guards around a run folder and the registry, with the CI config:
+# - rerunning a finished run with other model settings fails with exit 2 and
+#   names the keys;
+# - a second training of a run that is being trained fails at once and names
+#   the other process;
+# - two promotions of one run at once register one version;
+# - a load that fails data.max_bad_fraction still writes data_report.json;
+# - a config that is not UTF-8 text is rejected with the file and line.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir run-guards)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Scoring and the standalone stages with data and outputs in S3 (moto on
 # loopback, checking signatures, behind a proxy that logs every request).
-# `apiary run` trains from S3 and writes its run folder back; `apiary score`
+# `apiary run` trains from S3 and writes its run folder back. `apiary score`
 # reads images from a prefix, a manifest and a listing in S3 and uploads its
-# results; a rerun downloads no unchanged image and uploads no unchanged
+# results, and a rerun downloads no unchanged image and uploads no unchanged
 # file. train, validate and promote run alone with the run folder in S3. A
-# failed upload leaves no object behind and says so, and a registry in S3
-# is rejected with a message that names the key.
+# failed upload leaves no object behind and reports that, and a registry in
+# S3 is rejected with a message that names the key.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir s3-score)
@@ -161,8 +161,8 @@ grep -q "^PUT /bees/runs/staged/promotion.json " "$work/requests.log" ||
 
 # ---- A failed upload ----
 # Every PUT below scores-fault/ fails, so the results stay local: no object
-# and no unfinished multipart upload is left, and the error says where the
-# results are. A rerun without the fault uploads them.
+# and no unfinished multipart upload is left, and the error names the folder
+# that contains the results. A rerun without the fault uploads them.
 python3 "$tools/s3_fault_proxy.py" --upstream "$upstream" --rule "PUT:/bees/scores-fault/:500:1000" \
     --log "$work/faults.log" --lifetime 600 > "$work/fault.port" &
 fault_proxy=$!

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Hostile inputs through the command line and the server: apiary serve binds
-# to loopback unless told otherwise; images whose headers claim huge
-# dimensions (tests/tools/make_bomb_images.py) are rejected before decoding,
-# by /v1/predict, KServe v2 and apiary score, without the memory their
-# headers ask for; manifest rows that point outside the dataset folder
+# Hostile inputs through the command line and the server. apiary serve binds
+# to loopback unless configured otherwise. Images whose headers claim huge
+# dimensions (tests/tools/make_bomb_images.py) are rejected before decoding
+# by /v1/predict, KServe v2 and apiary score, without allocating the memory
+# their headers request. Manifest rows that point outside the dataset folder
 # (parent folders, absolute paths) are rejected, and nothing outside is read.
 source "$(dirname "$0")/common.sh"
 command -v curl > /dev/null || skip "curl is not installed"
@@ -65,7 +65,7 @@ status=$(post -H 'Content-Type: application/json' --data-binary \
     '{"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1000000, 1000, 1000, 3], "data": [1, 2, 3]}]}' \
     "$url/v2/models/apiary-bees/infer")
 [ "${status:0:1}" = 4 ] || { cat "$work/body"; fail "a huge tensor shape got $status, expected 4xx"; }
-# Peak resident memory of the server: far below what any bomb asks for.
+# Peak resident memory of the server: far below what any bomb requests.
 peak_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 [ "$peak_kib" -lt 2000000 ] || fail "the server's peak memory reached $peak_kib KiB"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/health/ready")

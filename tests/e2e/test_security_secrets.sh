@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Secrets never reach outputs: the main job runs at log_level debug with its
+# Secrets never reach outputs. The main job runs at log_level debug with its
 # data and run folder in S3 (moto on loopback, temporary credentials with a
-# session token) and MLflow as the registry (bearer token), then the
+# session token) and MLflow as the registry (bearer token). Then the
 # registry is read with a user name and password, a request with a rejected
 # token fails, and apiary serve runs with a bearer token. Every output is
 # searched for each secret: stdout and stderr of every command, the store
@@ -90,7 +90,7 @@ set -e
 [ "$code_denied" -ne 0 ] || fail "a wrong S3 secret succeeded"
 grep -q "HTTP 401" "$outputs/rejected.err" || { cat "$outputs/rejected.err"; fail "no 401 error"; }
 
-# apiary serve with a bearer token, asked with the right and a wrong one.
+# apiary serve with a bearer token, requested with the right token and a wrong one.
 export APIARY_SERVE_TOKEN="$serve_token"
 "$APIARY" serve "${common[@]}" --set serve.port=0 --set serve.auth_token_env=APIARY_SERVE_TOKEN \
     2> "$outputs/serve.err" &

@@ -24,7 +24,7 @@ def chunk(kind, data):
 
 
 def png(width, height, rows):
-    """A PNG of 8-bit RGB with the given header and `rows` rows of zeros."""
+    """Return an 8-bit RGB PNG with the given dimensions and `rows` rows of zeros."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     compressor = zlib.compressobj(9)
     row = b"\0" * (1 + 3 * width)
@@ -34,7 +34,7 @@ def png(width, height, rows):
 
 
 def resize_jpeg(jpeg, width, height):
-    """Change the dimensions in the first start-of-frame marker."""
+    """Return jpeg with the dimensions in its first start-of-frame marker replaced."""
     position = 2
     while position + 4 <= len(jpeg):
         marker, length = jpeg[position + 1], struct.unpack(">H", jpeg[position + 2:position + 4])[0]

@@ -12,7 +12,7 @@ For S seconds (default 8) at once:
     image body slowly, so each keeps a request slot for about 2 s;
   - N eager clients (default 6) post the image in a loop and count the
     replies: 200, 503 with a Retry-After header, and anything else;
-  - a prober asks /v2/health/live and /v2/health/ready every 0.25 s with a
+  - a prober requests /v2/health/live and /v2/health/ready every 0.25 s with a
     2 s timeout.
 Then the slow clients close, and one more prediction must succeed within 10
 s. Only 127.0.0.1 is ever contacted.
@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 
 
 def request(port, method, path, body=None, headers=None, timeout=10.0):
-    """Send one request on a new connection; return (status, headers, seconds)."""
+    """Send one request on a new connection and return (status, headers, seconds)."""
     start = time.monotonic()
     connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
@@ -152,10 +152,10 @@ def recover(port, image):
 
 
 def allow_sockets(wanted):
-    """Raise the open-file limit for wanted sockets; return how many to open.
+    """Raise the open-file limit for `wanted` sockets and return how many to open.
 
     The server runs under the same hard limit, so at most half of it goes
-    to slow clients: more would test the limit, not the server."""
+    to slow clients. More would test the limit, not the server."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 2 * wanted + 100
     if soft != resource.RLIM_INFINITY and soft < needed:
