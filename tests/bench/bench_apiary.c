@@ -216,11 +216,11 @@ static ap_status run_train(const bench_options *options, const bench_data *data,
     if (status == AP_OK) {
         double images = (double)options->steps * t.batch;
         print_common("train", options, &data->cfg);
-        printf(",\"steps\":%d,\"seconds\":%.6f,\"images_per_second\":%.3f,"
+        printf(",\"parameters\":%zu,\"steps\":%d,\"seconds\":%.6f,\"images_per_second\":%.3f,"
                "\"seconds_data\":%.6f,\"seconds_net\":%.6f,\"seconds_optimizer\":%.6f,"
                "\"mflop_per_image\":%.3f}\n",
-               options->steps, seconds, images / seconds, t.seconds_data, t.seconds_net,
-               t.seconds_opt, ap_net_flops_per_image(t.net, true) / 1e6);
+               ap_net_param_total(t.net), options->steps, seconds, images / seconds, t.seconds_data,
+               t.seconds_net, t.seconds_opt, ap_net_flops_per_image(t.net, true) / 1e6);
     }
     free_trainer(&t);
     return status;
@@ -242,9 +242,10 @@ static ap_status run_score(const bench_options *options, const bench_data *data,
     double seconds = bench_now() - start;
     if (status == AP_OK) {
         print_common("score", options, &data->cfg);
-        printf(",\"fused\":%s,\"steps\":%d,\"seconds\":%.6f,\"images_per_second\":%.3f}\n",
-               options->unfused ? "false" : "true", options->steps, seconds,
-               (double)options->steps * t.batch / seconds);
+        printf(",\"parameters\":%zu,\"fused\":%s,\"steps\":%d,\"seconds\":%.6f,"
+               "\"images_per_second\":%.3f}\n",
+               ap_net_param_total(t.net), options->unfused ? "false" : "true", options->steps,
+               seconds, (double)options->steps * t.batch / seconds);
     }
     free_trainer(&t);
     return status;
@@ -333,8 +334,25 @@ static ap_status run_decode(const bench_options *options, const bench_data *data
     return AP_OK;
 }
 
-/* Header, then count * height * width * 3 pixels, then count * labels int8 labels
- * (-1 for unknown), then the file name of each image, one per line. */
+/* The network of the config as one JSON line, which bench_torch.py builds the
+ * same network from. */
+static void write_spec(FILE *file, const ap_config *cfg)
+{
+    ap_net_spec spec;
+    ap_net_spec_from_config(cfg, &spec);
+    fprintf(file,
+            "{\"stem_channels\":%d,\"stem_kernel\":%d,\"stem_stride\":%d,\"dropout\":%g,"
+            "\"batch\":%d,\"stages\":[",
+            spec.stem_channels, spec.stem_kernel, spec.stem_stride, (double)spec.dropout,
+            cfg->train.batch_size);
+    for (int i = 0; i < spec.stage_count; i++)
+        fprintf(file, "%s[%d,%d]", i > 0 ? "," : "", spec.stage_channels[i], spec.stage_blocks[i]);
+    fprintf(file, "]}\n");
+}
+
+/* Header, the network line (write_spec), then count * height * width * 3
+ * pixels, then count * labels int8 labels (-1 for unknown), then the file name
+ * of each image, one per line. */
 static ap_status run_dump(const bench_options *options, const bench_data *data, ap_error *err)
 {
     const ap_image_set *set = &data->images;
@@ -344,6 +362,7 @@ static ap_status run_dump(const bench_options *options, const bench_data *data, 
                             strerror(errno));
     fprintf(file, "apiary-bench-images %zu %d %d %d\n", set->count, set->height, set->width,
             set->label_count);
+    write_spec(file, &data->cfg);
     size_t pixel_bytes = set->count * (size_t)set->height * (size_t)set->width * 3;
     fwrite(set->pixels, 1, pixel_bytes, file);
     fwrite(set->labels, 1, set->count * (size_t)set->label_count, file);

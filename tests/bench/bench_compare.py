@@ -30,6 +30,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.records = []
+        self.parameters = {}
 
     def apiary(self, mode, *extra, threads=None, wait_policy=None):
         command = [self.args.apiary, mode, "--config", self.args.config,
@@ -49,6 +50,16 @@ class Bench:
             env["OMP_WAIT_POLICY"] = wait_policy
         return run_json(command, env)
 
+    def check_network(self, name, label, record):
+        """Stop when a variant ran a network of another size than the first variant's."""
+        count = record.get("parameters")
+        if count is None:
+            return
+        first = self.parameters.setdefault(name, (label, count))
+        if first[1] != count:
+            sys.exit(f"{name}: {label} ran a network of {count} parameters but {first[0]} one of "
+                     f"{first[1]}; both tools must build the network of --config")
+
     def alternate(self, name, variants):
         """Run each (label, function) variant --reps times, rotating the order."""
         samples = {label: [] for label, _ in variants}
@@ -61,6 +72,7 @@ class Bench:
                     samples.pop(label, None)
                     continue
                 record = output[-1]
+                self.check_network(name, label, record)
                 record.update(label=label, load_average=load, rep=rep, benchmark=name)
                 self.records.append(record)
                 if label in samples:

@@ -5,10 +5,12 @@ Run by tests/bench/bench_vs_torch.sh with the interpreter of .venv-bench:
     bench_torch.py MODE --data FILE [--threads N] [--warmup N] [--steps N]
                    [--device cpu|cuda] [--compile] [--channels-last]
 
-FILE is written by `bench_apiary dump`: the same decoded 96x96 images and
-labels apiary trains on. The network, loss, optimizer and augmentation
-mirror apiary's (pipeline/nn/net.h, kernels/cpu/preprocess.h). Each result is
-one JSON object on one line of standard output.
+FILE is written by `bench_apiary dump`: the network of the config, and the
+same decoded images and labels apiary trains on. The network, loss, optimizer
+and augmentation mirror apiary's (pipeline/nn/net.h, kernels/cpu/preprocess.h).
+Each result is one JSON object on one line of standard output, with the
+network's parameter count so that bench_compare.py can check both tools ran
+the same network.
 """
 
 import argparse
@@ -48,33 +50,43 @@ class BasicBlock(nn.Module):
         return torch.relu(y + self.shortcut(x))
 
 
-def make_net(labels, stem=16, stages=(16, 32, 64), dropout=0.2):
+def make_net(spec, labels):
+    """The network of the spec line of a dump: stem, stages of [channels, blocks], head."""
+    stem = spec["stem_channels"]
+    kernel = spec["stem_kernel"]
     layers = [
-        nn.Conv2d(3, stem, 3, 1, 1, bias=False),
+        nn.Conv2d(3, stem, kernel, spec["stem_stride"], kernel // 2, bias=False),
         nn.BatchNorm2d(stem),
         nn.ReLU(),
         nn.MaxPool2d(3, 2, 1),
     ]
     channels = stem
-    for index, out_channels in enumerate(stages):
-        layers.append(BasicBlock(channels, out_channels, 1 if index == 0 else 2))
-        channels = out_channels
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, labels)]
+    for stage, (out_channels, blocks) in enumerate(spec["stages"]):
+        for index in range(blocks):
+            layers.append(BasicBlock(channels, out_channels, 2 if stage > 0 and index == 0 else 1))
+            channels = out_channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec["dropout"]),
+               nn.Linear(channels, labels)]
     return nn.Sequential(*layers)
 
 
+def parameter_count(net):
+    return sum(p.numel() for p in net.parameters())
+
+
 def read_dump(path):
-    """Images as a uint8 [N, H, W, 3] tensor, labels as int8 [N, L], file names."""
+    """The network spec, images as a uint8 [N, H, W, 3] tensor, labels as int8 [N, L], file names."""
     with open(path, "rb") as file:
         header = file.readline().split()
         if header[0] != b"apiary-bench-images":
             sys.exit(f"{path}: not a bench_apiary dump")
         count, height, width, labels = (int(value) for value in header[1:])
+        spec = json.loads(file.readline())
         pixels = np.frombuffer(file.read(count * height * width * 3), np.uint8)
         targets = np.frombuffer(file.read(count * labels), np.int8)
         names = file.read().decode().splitlines()
     images = torch.from_numpy(pixels.copy()).view(count, height, width, 3)
-    return images, torch.from_numpy(targets.copy()).view(count, labels), names
+    return spec, images, torch.from_numpy(targets.copy()).view(count, labels), names
 
 
 def preprocess(raw, generator, augment, channels_last):
@@ -107,8 +119,9 @@ def make_optimizer(net):
     return torch.optim.AdamW(groups, lr=0.003, betas=(0.9, 0.999), eps=1e-8)
 
 
-def common(args, bench, batch, images):
+def common(args, bench, batch, images, net=None):
     return {
+        "parameters": parameter_count(net) if net is not None else None,
         "bench": bench,
         "tool": "torch" + ("-compile" if args.compile else ""),
         "device": args.device,
@@ -127,9 +140,9 @@ def sync(device):
 
 
 def run_train(args):
-    images, targets, _ = read_dump(args.data)
-    batch = args.batch
-    net = make_net(targets.shape[1]).to(args.device)
+    spec, images, targets, _ = read_dump(args.data)
+    batch = args.batch or spec["batch"]
+    net = make_net(spec, targets.shape[1]).to(args.device)
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(net)
@@ -159,15 +172,15 @@ def run_train(args):
         step(args.warmup + index)
     sync(args.device)
     seconds = time.perf_counter() - start
-    result = common(args, "train", batch, images)
+    result = common(args, "train", batch, images, net)
     result.update(steps=args.steps, seconds=seconds, images_per_second=args.steps * batch / seconds)
     print(json.dumps(result), flush=True)
 
 
 def run_score(args):
-    images, targets, _ = read_dump(args.data)
-    batch = args.batch
-    net = make_net(targets.shape[1]).to(args.device).eval()
+    spec, images, targets, _ = read_dump(args.data)
+    batch = args.batch or spec["batch"]
+    net = make_net(spec, targets.shape[1]).to(args.device).eval()
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if args.compile else net
@@ -181,7 +194,7 @@ def run_score(args):
             model(x)
         sync(args.device)
         seconds = time.perf_counter() - start
-    result = common(args, "score", batch, images)
+    result = common(args, "score", batch, images, net)
     result.update(steps=args.steps, seconds=seconds, images_per_second=args.steps * batch / seconds)
     print(json.dumps(result), flush=True)
 
@@ -217,7 +230,7 @@ def letterbox_torchvision(path, width, height):
 
 
 def run_decode(args):
-    images, _, names = read_dump(args.data)
+    _, images, _, names = read_dump(args.data)
     height, width = images.shape[1:3]
     paths = []
     for name in names:
@@ -244,7 +257,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=0, help="default: the config's batch size")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--compile", action="store_true", help="run the model through torch.compile")
     parser.add_argument("--channels-last", action="store_true")
