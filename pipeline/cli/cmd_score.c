@@ -266,8 +266,10 @@ int ap_cmd_score(int argc, char **argv)
         return ap_cli_report("score", &err);
     AP_INFO("scoring %s with %s version %d", cfg.score.input, cfg.registry.model_name,
             source.version);
-    ap_score_request request = {
-        .cfg = &cfg, .model = &source, .stop = ap_cli_install_stop_handler()};
+    ap_score_request request = {.cfg = &cfg,
+                                .model = &source,
+                                .input_name = store.remote_input ? store.input_uri : NULL,
+                                .stop = ap_cli_install_stop_handler()};
     ap_score_outcome outcome;
     ap_status status = ap_score_run(&request, &outcome, &err);
     if (status == AP_OK || status == AP_ERR_INTERRUPTED)

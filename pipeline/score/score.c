@@ -48,6 +48,7 @@ ap_status ap_score_fetch_model(const ap_config *cfg, ap_score_model_source *out,
 
 typedef struct {
     const ap_config *cfg;
+    const char *input_name; /* the input as summary.json records it */
     ap_group_pattern pattern;
     ap_score_alert alerts[AP_SCORE_MAX_ALERTS];
     int alert_count;
@@ -250,7 +251,7 @@ static json_t *summary_json(const score_run *run, const ap_score_tally *tally)
     json_t *summary = ap_score_tally_json(tally, &run->info, run->alerts, run->alert_count);
     json_t *head =
         json_pack("{s:s, s:i, s:s, s:s, s:o, s:s, s:o, s:o}", "format", "apiary-score-summary",
-                  "format_version", 1, "created", created, "input", run->cfg->score.input, "model",
+                  "format_version", 1, "created", created, "input", run->input_name, "model",
                   model_json(run), "group_pattern", run->cfg->score.group_pattern, "alert_rules",
                   alert_rules_json(run), "this_run", this_run_json(run));
     if (summary == NULL || head == NULL || json_object_update(head, summary) != 0) {
@@ -313,7 +314,11 @@ static ap_status write_summary(score_run *run, ap_error *err)
 ap_status ap_score_run(const ap_score_request *request, ap_score_outcome *out, ap_error *err)
 {
     memset(out, 0, sizeof(*out));
-    score_run run = {.cfg = request->cfg, .out = out, .journal = {.fd = -1}};
+    score_run run = {.cfg = request->cfg,
+                     .input_name =
+                         request->input_name ? request->input_name : request->cfg->score.input,
+                     .out = out,
+                     .journal = {.fd = -1}};
     ap_status status = parse_settings(&run, err);
     if (status == AP_OK)
         status = load_model(&run, request->model, err);

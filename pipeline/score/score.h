@@ -37,6 +37,9 @@ ap_status ap_score_fetch_model(const ap_config *cfg, ap_score_model_source *out,
 typedef struct {
     const ap_config *cfg;
     const ap_score_model_source *model;
+    /* The input as summary.json records it, for example the s3:// URI that
+     * cfg->score.input is a local copy of. NULL: cfg->score.input. */
+    const char *input_name;
     /* Set by a signal handler; checked after each chunk. May be NULL. */
     const volatile sig_atomic_t *stop;
 } ap_score_request;

@@ -99,6 +99,9 @@ s3get scores/v1/predictions.jsonl > "$work/predictions.jsonl"
 s3get scores/v1/summary.json > "$work/summary.json"
 python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(s["groups"]["hive-1"]["images"] != int(sys.argv[2]))' \
     "$work/summary.json" "$images" || fail "the summary in S3 does not count the hive-1 group"
+summary_input=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["input"])' "$work/summary.json")
+[ "$summary_input" = s3://bees/inbox ] ||
+    fail "summary.json records the input as $summary_input, expected s3://bees/inbox"
 
 # A rerun lists again but downloads no image and re-sends only the summary.
 : > "$work/requests.log"
