@@ -48,6 +48,9 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
 /* Load the config file and apply the overrides; prints errors. */
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg);
 
+/* Parse gate.rules so that a bad rule fails before any work; prints errors. */
+bool ap_cli_check_gate_rules(const ap_config *cfg);
+
 /* Exit code for a stage error, and print it. */
 int ap_cli_report(const char *stage, const ap_error *err);
 

@@ -9,6 +9,7 @@
 #include "pipeline/parallel/comm.h"
 #include "pipeline/train/run_settings.h"
 #include "pipeline/train/trainer.h"
+#include "pipeline/validate/gate.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -178,4 +179,15 @@ int ap_cli_check_run_folder(const ap_config *cfg, bool resume)
         return AP_EXIT_USAGE;
     }
     return AP_EXIT_OK;
+}
+
+bool ap_cli_check_gate_rules(const ap_config *cfg)
+{
+    static ap_gate_rule rules[AP_GATE_MAX_RULES];
+    int rule_count = 0;
+    ap_error err = {0};
+    if (ap_gate_rules_parse(cfg, rules, &rule_count, &err) == AP_OK)
+        return true;
+    fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+    return false;
 }

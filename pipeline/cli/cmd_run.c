@@ -10,7 +10,6 @@
 #include "pipeline/promote/promote.h"
 #include "pipeline/store/store.h"
 #include "pipeline/train/trainer.h"
-#include "pipeline/validate/gate.h"
 #include "pipeline/validate/validate.h"
 
 static void print_run_help(void)
@@ -85,13 +84,8 @@ int ap_cmd_run(int argc, char **argv)
         return AP_EXIT_USAGE;
 
     /* Check the gate rules now rather than after training. */
-    static ap_gate_rule rules[AP_GATE_MAX_RULES];
-    int rule_count = 0;
-    ap_error err = {0};
-    if (ap_gate_rules_parse(&cfg, rules, &rule_count, &err) != AP_OK) {
-        fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+    if (!ap_cli_check_gate_rules(&cfg))
         return AP_EXIT_USAGE;
-    }
 
     /* An s3:// output_dir is staged locally and uploaded after each stage;
      * an s3:// data.root is synced once, and every stage reads the copy. */
@@ -108,6 +102,7 @@ int ap_cmd_run(int argc, char **argv)
         .stop_requested = ap_cli_install_stop_handler(),
     };
     ap_train_outcome trained;
+    ap_error err = {0};
     AP_INFO("stage 1 of 3: train");
     ap_status trained_status = ap_train(&train, &trained, &err);
     /* Under mpirun every rank trains, but only rank 0 owns the run folder:

@@ -4,7 +4,6 @@
 #include <jansson.h>
 
 #include "pipeline/cli/cli.h"
-#include "pipeline/validate/gate.h"
 #include "pipeline/validate/validate.h"
 
 static void print_validate_help(void)
@@ -143,14 +142,8 @@ int ap_cmd_validate(int argc, char **argv)
     static ap_config cfg;
     if (!ap_cli_load_config(&options, &cfg))
         return AP_EXIT_USAGE;
-    /* A rule that does not parse is a config error, reported before any work. */
-    static ap_gate_rule rules[AP_GATE_MAX_RULES];
-    int rule_count = 0;
-    ap_error err = {0};
-    if (ap_gate_rules_parse(&cfg, rules, &rule_count, &err) != AP_OK) {
-        fprintf(stderr, "apiary: invalid config: %s\n", err.message);
+    if (!ap_cli_check_gate_rules(&cfg))
         return AP_EXIT_USAGE;
-    }
 
     ap_store_outputs outputs;
     int code = ap_cli_store_begin(&cfg, true, &outputs);
@@ -158,6 +151,7 @@ int ap_cmd_validate(int argc, char **argv)
         return code;
 
     ap_validate_request request = {.cfg = &cfg};
+    ap_error err = {0};
     ap_validate_outcome outcome = {0};
     ap_status status = ap_validate(&request, &outcome, &err);
     code = ap_cli_store_upload(&outputs, &cfg);

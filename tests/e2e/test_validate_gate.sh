@@ -2,7 +2,8 @@
 # Train on the real wasp-trap images with the CI config, then run the
 # validation gate. A bar the model meets passes with exit code 0. An
 # impossible bar fails with exit code 3 and names the rule in report.json.
-# A malformed rule is a config error (exit code 2).
+# A malformed rule is a config error (exit code 2), and apiary run reports
+# it before training.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir validate-gate)
@@ -72,4 +73,13 @@ status=0
     > /dev/null 2> "$work/bad.err" || status=$?
 [ "$status" -eq 2 ] || fail "a malformed rule gave exit code $status, expected 2"
 grep -q 'unknown metric "recal"' "$work/bad.err" || fail "the error does not name the metric"
+
+# apiary run checks the rules before it trains.
+status=0
+"$APIARY" run -c "$config" --set output_dir="$work" --set run_name=bad-rule \
+    --set registry.uri="$work/registry" --set 'gate.rules=wasp.recal >= 0.5' \
+    > /dev/null 2> "$work/bad-run.err" || status=$?
+[ "$status" -eq 2 ] || fail "apiary run with a malformed rule gave exit code $status, expected 2"
+grep -q 'unknown metric "recal"' "$work/bad-run.err" || fail "the run error does not name the metric"
+[ ! -e "$work/bad-run" ] || fail "apiary run with a malformed rule created its run folder"
 echo "PASS"
