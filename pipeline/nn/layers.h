@@ -28,6 +28,11 @@ typedef struct {
     const ap_net_tensor *running_var;
     float *weights; /* folded OIHW weights */
     float *bias;
+    /* The master weights, scale, shift, running mean and running variance
+     * that the folded weights came from, so that a forward with unchanged
+     * parameters (every batch of scoring) neither folds nor reorders again. */
+    float *folded_from;
+    bool folded;
     dnnl_memory_t weights_plain;
     dnnl_memory_t weights_mem; /* in the primitive's format */
     dnnl_memory_t bias_mem;
