@@ -11,9 +11,6 @@
 #include "pipeline/data/image.h"
 #include "pipeline/data/image_cache.h"
 
-/* Folder that rows are also looked up in, for manifests that name files
- * relative to an images folder beside them. */
-#define IMAGES_FOLDER "images"
 /* Deeper folders are not searched for unlisted files. */
 #define SCAN_DEPTH_MAX 32
 /* Problems quoted in the error message when too many rows fail. */
@@ -125,7 +122,7 @@ static ap_status locate_row_file(const char *root, const char *name, ap_row_file
 {
     memset(file, 0, sizeof(*file));
     char under_images[AP_PATH_MAX * 2];
-    snprintf(under_images, sizeof(under_images), "%s/%s", IMAGES_FOLDER, name);
+    snprintf(under_images, sizeof(under_images), "%s/%s", AP_MANIFEST_IMAGES_FOLDER, name);
     const char *relative = name;
     if (!stat_row_file(root, name, file)) {
         if (stat_row_file(root, under_images, file))

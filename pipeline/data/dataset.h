@@ -9,6 +9,10 @@
 #include "pipeline/config/config.h"
 #include "pipeline/data/manifest.h"
 
+/* A manifest row's file is looked up beside the manifest, then in this
+ * folder beside it, so that labels.csv may name files inside images/. */
+#define AP_MANIFEST_IMAGES_FOLDER "images"
+
 /* Decoded, resized images of a dataset, kept as one uint8 block and cached
  * in a compact file so later epochs and resumed runs never decode again. */
 

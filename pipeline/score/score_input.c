@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pipeline/data/dataset.h"
+
 #define LIST_PATH_MAX  4096
 #define LIST_MAX_DEPTH 64
 
@@ -197,14 +199,16 @@ static const char *input_path(const char *input)
 
 /* The folder that image paths are relative to: the input itself, or the
  * folder of a manifest or listing file. */
-static ap_status input_folder(const char *input, char *out, size_t out_size, ap_error *err)
+static ap_status input_folder(const char *input, char *out, size_t out_size, bool *manifest,
+                              ap_error *err)
 {
     const char *path = input_path(input);
     if (path == NULL)
         return ap_error_set(err, AP_ERR_INVALID, "cannot read images from input %s", input);
     struct stat info;
-    bool list_file = ap_score_list_kind_of(path) != AP_SCORE_LIST_NONE && stat(path, &info) == 0 &&
-                     S_ISREG(info.st_mode);
+    ap_score_list_kind kind = ap_score_list_kind_of(path);
+    bool list_file = kind != AP_SCORE_LIST_NONE && stat(path, &info) == 0 && S_ISREG(info.st_mode);
+    *manifest = list_file && kind == AP_SCORE_LIST_MANIFEST;
     const char *slash = list_file ? strrchr(path, '/') : NULL;
     int length;
     if (!list_file)
@@ -305,13 +309,26 @@ ap_status ap_score_read_input(const char *input, const char *relative, size_t ma
 {
     *size = 0;
     char folder[LIST_PATH_MAX], path[LIST_PATH_MAX];
-    ap_status found = input_folder(input, folder, sizeof(folder), err);
+    bool manifest = false;
+    ap_status found = input_folder(input, folder, sizeof(folder), &manifest, err);
     if (found != AP_OK)
         return found;
     if (snprintf(path, sizeof(path), "%s/%s", folder, relative) >= (int)sizeof(path))
         return ap_error_set(err, AP_ERR_LIMIT, "path %s/%s is longer than %d bytes", folder,
                             relative, LIST_PATH_MAX - 1);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && manifest) {
+        /* As in training, a manifest's rows may name files in images/. */
+        char beside[LIST_PATH_MAX];
+        if (snprintf(beside, sizeof(beside), "%s/%s/%s", folder, AP_MANIFEST_IMAGES_FOLDER,
+                     relative) >= (int)sizeof(beside))
+            return ap_error_set(err, AP_ERR_LIMIT, "path %s/%s/%s is longer than %d bytes", folder,
+                                AP_MANIFEST_IMAGES_FOLDER, relative, LIST_PATH_MAX - 1);
+        fd = open(beside, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            return ap_error_set(err, AP_ERR_IO, "cannot open %s or %s: no such file", path, beside);
+        memcpy(path, beside, sizeof(path));
+    }
     if (fd < 0)
         return ap_error_set(err, AP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat info;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pipeline/common/fsutil.h"
+#include "pipeline/data/dataset.h"
 #include "pipeline/score/score_input.h"
 
 #define JOURNAL_FILE "predictions.jsonl"
@@ -38,11 +39,27 @@ static int compare_name_to_path(const void *name, const void *path)
     return strcmp((const char *)name, *(char *const *)path);
 }
 
-static bool select_listed(const char *name, void *context)
+typedef struct {
+    const ap_score_inputs *inputs;
+    bool manifest;
+} listed_names;
+
+static bool is_listed(const ap_score_inputs *inputs, const char *name)
 {
-    const ap_score_inputs *inputs = context;
     return inputs->count > 0 && bsearch(name, inputs->paths, inputs->count, sizeof(*inputs->paths),
                                         compare_name_to_path) != NULL;
+}
+
+/* A listed name, or for a manifest also a listed name inside images/, where
+ * scoring looks for a manifest row's file when it is not beside the manifest. */
+static bool select_listed(const char *name, void *context)
+{
+    const listed_names *listed = context;
+    if (is_listed(listed->inputs, name))
+        return true;
+    size_t prefix = strlen(AP_MANIFEST_IMAGES_FOLDER);
+    return listed->manifest && strncmp(name, AP_MANIFEST_IMAGES_FOLDER, prefix) == 0 &&
+           name[prefix] == '/' && is_listed(listed->inputs, name + prefix + 1);
 }
 
 static void add_stats(ap_store_sync_stats *total, const ap_store_sync_stats *part)
@@ -100,10 +117,12 @@ static ap_status fetch_list_object(ap_config *cfg, const ap_store_uri *uri, cons
     if (status == AP_OK)
         status = ap_path_join(list_path, sizeof(list_path), local, list_name, err);
     ap_score_inputs inputs = {0};
+    listed_names listed = {.inputs = &inputs,
+                           .manifest = ap_score_list_kind_of(list_name) == AP_SCORE_LIST_MANIFEST};
     if (status == AP_OK)
         status = ap_score_read_list_file(list_path, &inputs, err);
     if (status == AP_OK)
-        status = ap_store_sync_select(parent, cfg, local, select_listed, &inputs, &stats, err);
+        status = ap_store_sync_select(parent, cfg, local, select_listed, &listed, &stats, err);
     if (status == AP_OK)
         add_stats(&store->fetched, &stats);
     ap_score_inputs_free(&inputs);

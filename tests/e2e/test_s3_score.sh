@@ -132,7 +132,8 @@ grep -q "^GET /bees/scores/v1/predictions.jsonl" "$work/requests.log" ||
     --output s3://bees/scores-manifest > "$work/manifest.out" 2> "$work/manifest.err" ||
     { tail -n 30 "$work/manifest.err"; fail "scoring a manifest failed"; }
 rows=$(($(wc -l < "$data/wasp-trap/labels.csv") - 1))
-grep -q "scored $rows images" "$work/manifest.out" || { cat "$work/manifest.out"; fail "the manifest's $rows images were not all scored"; }
+grep -q "scored $rows images with .*: 0 errors," "$work/manifest.out" ||
+    { cat "$work/manifest.out"; fail "the manifest's $rows images were not all scored without error"; }
 gets=$(count_lines '^GET /bees/datasets/wasp-trap/' "$work/requests.log")
 [ "$gets" -eq 0 ] || fail "scoring the manifest downloaded $gets images the run had cached"
 

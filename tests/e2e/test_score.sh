@@ -2,8 +2,9 @@
 # Batch scoring with a promoted CI model. Every image gets a row, and corrupt
 # ones get an error row. The summary counts per group, and alerts fire where
 # they should and nowhere else. A rerun skips everything, and a cut-off journal
-# resumes. Scoring by version number writes a separate folder, and an unknown
-# version is a usage error.
+# resumes. Scoring by version number writes a separate folder, a dataset's
+# labels.csv finds its files in images/, and an unknown version is a usage
+# error.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir score)
@@ -116,6 +117,17 @@ register_model --set run_name=second --set seed=7
     fail "rows scored by version 1 do not name it"
 [ "$(json "$work/by-version/v1/summary.json" 's["groups"]')" = "{}" ] ||
     fail "a flat folder has groups"
+
+# A dataset's own labels.csv names files inside images/ beside it, as
+# training reads it: every row is scored, none is an error row.
+"$APIARY" score "${common[@]}" --model 1 --input "$data/wasp-trap/labels.csv" \
+    --output "$work/by-manifest" > /dev/null 2> "$work/manifest.err" ||
+    { cat "$work/manifest.err"; fail "scoring labels.csv failed"; }
+rows=$(($(wc -l < "$data/wasp-trap/labels.csv") - 1))
+[ "$(wc -l < "$work/by-manifest/v1/predictions.jsonl")" -eq "$rows" ] ||
+    fail "scoring labels.csv did not give one row per manifest row"
+[ "$(grep -c '"error":"[^"]' "$work/by-manifest/v1/predictions.jsonl")" -eq 0 ] ||
+    fail "scoring labels.csv gave error rows: $(grep -m1 '"error":"[^"]' "$work/by-manifest/v1/predictions.jsonl")"
 
 # An unknown version or alias is a usage error that names it.
 set +e
