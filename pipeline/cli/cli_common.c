@@ -54,6 +54,13 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
                 fprintf(stderr, "apiary: %s needs a config file path\n", arg);
                 return false;
             }
+            if (options->config_path != NULL) {
+                fprintf(stderr,
+                        "apiary: -c given twice (%s and %s); give one config file and change "
+                        "single keys with --set KEY=VALUE\n",
+                        options->config_path, argv[i + 1]);
+                return false;
+            }
             options->config_path = argv[++i];
         } else if (strcmp(arg, "--set") == 0) {
             if (i + 1 >= argc || strchr(argv[i + 1], '=') == NULL) {

@@ -14,7 +14,7 @@ typedef struct {
 
 static const subcommand subcommands[] = {
     {"run", ap_cmd_run, "the main job: train, validate and promote"},
-    {"train", ap_cmd_train, "train a model on a dataset (CPU)"},
+    {"train", ap_cmd_train, "train a model on a dataset (CPU or GPU)"},
     {"config", ap_cmd_config, "list config keys or print a resolved config"},
     {"validate", ap_cmd_validate, "check a trained model against the gate before promotion"},
     {"promote", ap_cmd_promote, "register a validated model and make it champion"},

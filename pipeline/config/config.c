@@ -36,19 +36,21 @@ ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err)
     if (key == NULL && ap_config_is_section(name)) {
         ap_config_list_children(name, reason, sizeof(reason));
         return ap_error_set(err, AP_ERR_INVALID,
-                            "--set %.200s: %s is a section; set one of its keys (%s), for "
+                            "--set %s: %s is a section; set one of its keys (%s), for "
                             "example %s.%.*s=...",
-                            assignment, name, reason, name, (int)strcspn(reason, ","), reason);
+                            name, name, reason, name, (int)strcspn(reason, ","), reason);
     }
     if (key == NULL) {
         ap_config_describe_unknown_key(name, reason, sizeof(reason));
-        return ap_error_set(err, AP_ERR_INVALID, "--set %.200s: %s", assignment, reason);
+        return ap_error_set(err, AP_ERR_INVALID, "--set %s: %s", name, reason);
     }
 
     /* Work on a copy so that a failed override leaves cfg as it was. */
     ap_config updated = *cfg;
+    /* Errors name the key, not the whole assignment: the reason quotes the
+     * value where that helps, but never a password. */
     if (!ap_config_key_parse_text(key, equals + 1, &updated, reason, sizeof(reason)))
-        return ap_error_set(err, AP_ERR_INVALID, "--set %.200s: %s", assignment, reason);
+        return ap_error_set(err, AP_ERR_INVALID, "--set %s: %s", name, reason);
     *cfg = updated;
     return AP_OK;
 }

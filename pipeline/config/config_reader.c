@@ -576,7 +576,7 @@ ap_status ap_config_load_file(const char *path, ap_config *cfg, ap_error *err)
     size_t size = 0;
     ap_status status = ap_read_file(path, CONFIG_FILE_MAX, &data, &size, err);
     if (status != AP_OK)
-        return ap_error_prefix(err, "config");
+        return status;
     status = check_encoding((const char *)data, size, path, err);
     if (status == AP_OK)
         status = load_text((const char *)data, size, path, cfg, err);

@@ -6,7 +6,9 @@
 #   the other process;
 # - two promotions of one run at once register one version;
 # - a load that fails data.max_bad_fraction still writes data_report.json;
-# - a config that is not UTF-8 text is rejected with the file and line.
+# - a config that is not UTF-8 text is rejected with the file and line;
+# - two -c options, or a password inside a URI, are rejected before any work
+#   and the password is not printed.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir run-guards)
@@ -103,4 +105,22 @@ set -e
 [ "$code" -eq 2 ] || fail "a Latin-1 config exited with $code, expected 2"
 grep -q "$work/latin1.yaml:1:14: byte 0xe9 is not valid UTF-8; save the config as UTF-8" \
     "$work/latin1.err" || { cat "$work/latin1.err"; fail "the encoding error does not name the place"; }
+
+# ---- Two config files, and a password in a URI ----
+set +e
+"$APIARY" config show -c "$config" -c "$APIARY_SOURCE_DIR/configs/local.yaml" > /dev/null \
+    2> "$work/twice.err"
+code=$?
+"$APIARY" run "${common[@]}" --set run_name=password \
+    --set "registry.uri=http://bee:hive-secret@127.0.0.1:9" > "$work/password.out" \
+    2> "$work/password.err"
+password_code=$?
+set -e
+[ "$code" -eq 2 ] || fail "-c given twice exited with $code, expected 2"
+grep -q "^apiary: -c given twice" "$work/twice.err" || { cat "$work/twice.err"; fail "-c twice is not named"; }
+[ "$password_code" -eq 2 ] || fail "a password in registry.uri exited with $password_code, expected 2"
+grep -q "registry.uri: the URI contains a password" "$work/password.err" ||
+    { cat "$work/password.err"; fail "the password in registry.uri is not reported"; }
+grep -q "hive-secret" "$work/password.out" "$work/password.err" && fail "the password was printed"
+[ ! -e "$work/runs/password" ] || fail "a config with a password in a URI created a run folder"
 echo "PASS"

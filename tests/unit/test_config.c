@@ -46,7 +46,7 @@ static void expect_set_error(const char *assignment, const char *detail)
     ap_status status = ap_config_set(&cfg, assignment, &err);
     CHECK_INT_EQ(status, AP_ERR_INVALID);
     char prefix[512];
-    snprintf(prefix, sizeof(prefix), "--set %s: ", assignment);
+    snprintf(prefix, sizeof(prefix), "--set %.*s: ", (int)strcspn(assignment, "="), assignment);
     CHECK(strncmp(err.message, prefix, strlen(prefix)) == 0);
     CHECK_STR_CONTAINS(err.message, detail);
     if (check_failures != failures_before)
@@ -571,7 +571,12 @@ static void test_set_errors(void)
     expect_set_error("data.mean=0.5,0.5", "2 items given; expected a list of exactly 3 items");
     expect_set_error("data.mean=0.5,0.5,2", "item 3: 2 is out of range");
     expect_set_error("data.labels=a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16 items");
-    expect_set_error("run_name=../x", "'../x' has '.' at position 1");
+    expect_set_error("run_name=../x", "'../x' starts with '.'");
+    expect_set_error("run_name=a/b", "'a/b' has '/' at position 2");
+    expect_set_error("registry.uri=http://bee:hive-secret@127.0.0.1:5000",
+                     "the URI contains a password (user:password@)");
+    expect_set_error("store.endpoint=https://key:secret@s3.example:9000/",
+                     "the URI contains a password");
     expect_set_error("train.learning_rate=inf", "'inf' is not a finite number");
 
     /* A failed override leaves the config as it was. */
@@ -582,6 +587,20 @@ static void test_set_errors(void)
     CHECK_INT_EQ(ap_config_set(&cfg, "model.stage_channels=8,8,x", &err), AP_ERR_INVALID);
     CHECK(ap_config_equal(&cfg, &before));
     CHECK_INT_EQ(cfg.model.stage_channels[0], 16);
+}
+
+/* A password in a URI is rejected without being repeated; a user name
+ * alone, and '@' after the host, are allowed. */
+static void test_set_uri_password(void)
+{
+    ap_config cfg;
+    ap_config_defaults(&cfg);
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_config_set(&cfg, "registry.uri=http://bee:hive-secret@127.0.0.1:5000", &err),
+                 AP_ERR_INVALID);
+    CHECK(strstr(err.message, "hive-secret") == NULL);
+    CHECK_INT_EQ(ap_config_set(&cfg, "registry.uri=http://bee@127.0.0.1:5000", &err), AP_OK);
+    CHECK_INT_EQ(ap_config_set(&cfg, "data.root=s3://bucket/a:b@c", &err), AP_OK);
 }
 
 static void test_validate(void)
@@ -858,6 +877,7 @@ int main(void)
     test_environment();
     test_set_each_type();
     test_set_errors();
+    test_set_uri_password();
     test_validate();
     test_round_trip();
     test_load_file();
