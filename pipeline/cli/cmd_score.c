@@ -177,10 +177,10 @@ static void print_summary(const ap_config *cfg, const ap_score_outcome *outcome)
     print_label_table(outcome);
     for (size_t i = 0; i < outcome->hit_count; i++) {
         const ap_score_alert_hit *hit = &outcome->hits[i];
-        printf("alert: %s: %s%s is %g\n", hit->alert, hit->group != NULL ? "group " : "totals",
-               hit->group != NULL ? hit->group : "", hit->value);
-        AP_WARN("alert %s: %s%s is %g", hit->alert, hit->group != NULL ? "group " : "totals",
-                hit->group != NULL ? hit->group : "", hit->value);
+        const char *scope = hit->group != NULL ? "in group " : "over all images";
+        const char *group = hit->group != NULL ? hit->group : "";
+        printf("alert: %s: %g %s%s\n", hit->alert, hit->value, scope, group);
+        AP_WARN("alert %s: %g %s%s", hit->alert, hit->value, scope, group);
     }
     printf("alerts: %zu\noutput: %s\n", outcome->hit_count, outcome->output_dir);
 }

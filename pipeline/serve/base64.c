@@ -43,6 +43,17 @@ ap_status ap_base64_decode(const char *text, size_t length, uint8_t **out, size_
 {
     *out = NULL;
     *out_size = 0;
+    /* Characters first, so that a wrong character is reported as such
+     * rather than as a length that cannot encode whole bytes. */
+    size_t body = length;
+    while (body > 0 && length - body < 2 && text[body - 1] == '=')
+        body--;
+    for (size_t i = 0; i < body; i++)
+        if (sextet((unsigned char)text[i]) < 0)
+            return ap_error_set(err, AP_ERR_INVALID,
+                                "invalid base64: character 0x%02x at offset %zu is not in the "
+                                "standard alphabet (A-Z, a-z, 0-9, '+', '/', '=' at the end)",
+                                (unsigned char)text[i], i);
     ap_status status = strip_padding(text, &length, err);
     if (status != AP_OK)
         return status;
@@ -56,13 +67,6 @@ ap_status ap_base64_decode(const char *text, size_t length, uint8_t **out, size_
     size_t written = 0;
     for (size_t i = 0; i < length; i++) {
         int value = sextet((unsigned char)text[i]);
-        if (value < 0) {
-            free(bytes);
-            return ap_error_set(err, AP_ERR_INVALID,
-                                "invalid base64: character 0x%02x at offset %zu is not in the "
-                                "standard alphabet (A-Z, a-z, 0-9, '+', '/', '=' at the end)",
-                                (unsigned char)text[i], i);
-        }
         bits = (bits << 6) | (uint32_t)value;
         bit_count += 6;
         if (bit_count >= 8) {

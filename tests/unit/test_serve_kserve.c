@@ -44,6 +44,8 @@ static void test_base64(void)
         {"aGVs\nbG8", "offset 4"},
         {"-_-_", "offset 0"},
         {"YQ=a", "offset 2"},
+        {"!!!notb64", "character 0x21 at offset 0"},
+        {"YWJj\n", "character 0x0a at offset 4"},
     };
     for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
         uint8_t *out = NULL;
