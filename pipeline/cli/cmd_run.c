@@ -18,7 +18,8 @@ static void print_run_help(void)
          "\n"
          "The main job: train (continuing the run's checkpoint when there is one),\n"
          "validate against the gate, and promote the model to champion when it\n"
-         "passes. A finished stage is not repeated when the job is run again.\n"
+         "passes. Run again, the job skips a finished training and validates\n"
+         "again; weights already registered keep their version.\n"
          "Exits with code 3 when the gate rejects the model; champion is then\n"
          "unchanged.");
 }
