@@ -170,13 +170,40 @@ static ap_status time_op(nn_context *ctx, const op_case *op, int warmup, int cal
     return status;
 }
 
+/* Kernel taps along one axis that land inside the input, summed over the
+ * output positions of that axis. */
+static int64_t taps_inside(int64_t input, int64_t output, int kernel, int stride, int padding)
+{
+    int64_t taps = 0;
+    for (int64_t o = 0; o < output; o++)
+        for (int k = 0; k < kernel; k++) {
+            int64_t at = o * stride - padding + k;
+            taps += at >= 0 && at < input;
+        }
+    return taps;
+}
+
+/* Multiply-adds of one image that read the input rather than its zero
+ * padding. oneDNN skips the padded taps, so counting them (as
+ * nn_conv.macs_per_image does) would overstate the work of small maps:
+ * by 19% for a 3x3 kernel over 8x8 maps. */
+static double useful_macs_per_image(const nn_conv *conv)
+{
+    const int64_t *in = conv->input->md.dims;
+    const int64_t *out = conv->output.md.dims;
+    const int64_t *weight = conv->weight->shape;
+    int64_t rows = taps_inside(in[2], out[2], conv->kernel, conv->stride, conv->padding);
+    int64_t columns = taps_inside(in[3], out[3], conv->kernel, conv->stride, conv->padding);
+    return (double)weight[0] * (double)weight[1] * (double)rows * (double)columns;
+}
+
 /* NOTE: batch norm and pooling FLOPs are estimates per value: batch norm
  * forward 5 (sum, sum of squares, subtract, multiply, add) plus 1 for a fused
  * ReLU, backward 8; max pooling one comparison per window element. */
 static size_t add_conv_cases(op_case *cases, size_t count, nn_conv *conv, dnnl_memory_t target,
                              int batch)
 {
-    double flops = 2.0 * conv->macs_per_image * batch;
+    double flops = 2.0 * useful_macs_per_image(conv) * batch;
     cases[count++] = (op_case){OP_CONV_FWD, conv->name, conv, NULL, NULL, NULL, flops};
     if (target != NULL)
         cases[count++] = (op_case){OP_CONV_BWD_DATA, conv->name, conv, NULL, NULL, target, flops};
