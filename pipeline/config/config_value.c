@@ -414,7 +414,8 @@ static void trim_spaces(char **start, char *end)
         *--end = '\0';
 }
 
-/* Parse comma-separated items. Empty text is an empty list. */
+/* Parse comma-separated items, optionally in brackets as YAML's flow style
+ * and `apiary config show` write them. Empty text is an empty list. */
 static bool parse_list_text(const ap_config_key *key, const char *text, ap_config *cfg,
                             char *reason, size_t reason_size)
 {
@@ -429,8 +430,15 @@ static bool parse_list_text(const ap_config_key *key, const char *text, ap_confi
     int count = 0;
     bool ok = true;
     char *item = copy;
+    trim_spaces(&item, copy + length);
+    size_t trimmed = strlen(item);
+    if (trimmed >= 2 && item[0] == '[' && item[trimmed - 1] == ']') {
+        item[trimmed - 1] = '\0';
+        item++;
+    }
+    char *list = item;
     bool empty = true;
-    for (const char *c = copy; *c != '\0'; c++)
+    for (const char *c = list; *c != '\0'; c++)
         empty = empty && (*c == ' ' || *c == '\t');
     while (ok && !empty) {
         char *comma = strchr(item, ',');

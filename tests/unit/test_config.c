@@ -548,6 +548,16 @@ static void test_set_each_type(void)
     CHECK_INT_EQ(cfg.model.stage_count, 2);
     CHECK_INT_EQ(cfg.model.stage_channels[1], 32);
     CHECK_INT_EQ(cfg.model.stage_channels[2], 0);
+    apply(&cfg, "data.labels=[wasp, bee]");
+    CHECK_INT_EQ(cfg.data.label_count, 2);
+    CHECK(strcmp(cfg.data.labels[0], "wasp") == 0);
+    CHECK(strcmp(cfg.data.labels[1], "bee") == 0);
+    apply(&cfg, "model.stage_channels= [8,16] ");
+    CHECK_INT_EQ(cfg.model.stage_count, 2);
+    CHECK_INT_EQ(cfg.model.stage_channels[0], 8);
+    apply(&cfg, "data.labels=[]");
+    CHECK_INT_EQ(cfg.data.label_count, 0);
+    apply(&cfg, "data.labels=wasp");
     apply(&cfg, "data.labels=");
     CHECK_INT_EQ(cfg.data.label_count, 0);
     apply(&cfg, "data.group_column=");
@@ -568,6 +578,7 @@ static void test_set_errors(void)
     expect_set_error("seed=-5", "is not a non-negative integer");
     expect_set_error("model.stage_channels=16,x", "item 2: 'x' is not an integer");
     expect_set_error("model.stage_channels=16,,32", "item 2: no value given");
+    expect_set_error("data.labels=[wasp", "item 1: '[wasp' has '[' at position 1");
     expect_set_error("data.mean=0.5,0.5", "2 items given; expected a list of exactly 3 items");
     expect_set_error("data.mean=0.5,0.5,2", "item 3: 2 is out of range");
     expect_set_error("data.labels=a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16 items");
