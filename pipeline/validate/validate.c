@@ -144,6 +144,14 @@ static ap_status check_data_hashes(const ap_validation *v, ap_error *err)
                             "records %s); validate with the split the model was trained on, or "
                             "retrain",
                             v->run_dir, v->data.split_hash, split);
+    const char *root = json_string_value(json_object_get(recorded, "root"));
+    if (content != NULL && strcmp(content, v->data.images.content_hash) != 0 && root != NULL &&
+        strcmp(root, v->cfg->data.root) != 0)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "the model was trained on data.root %s, but the config names %s, "
+                            "whose images or labels differ (content sha256 %s, the model card "
+                            "records %s); validate with data.root %s, or retrain on the new data",
+                            root, v->cfg->data.root, v->data.images.content_hash, content, root);
     if (content != NULL && strcmp(content, v->data.images.content_hash) != 0)
         return ap_error_set(err, AP_ERR_INVALID,
                             "the images or labels under %s have changed since training (content "

@@ -82,4 +82,25 @@ status=0
 [ "$status" -eq 2 ] || fail "apiary run with a malformed rule gave exit code $status, expected 2"
 grep -q 'unknown metric "recal"' "$work/bad-run.err" || fail "the run error does not name the metric"
 [ ! -e "$work/bad-run" ] || fail "apiary run with a malformed rule created its run folder"
+
+# Another dataset than the model was trained on: the error names both roots.
+other="$work/other-data"
+mkdir -p "$other"
+ln -s "$data/wasp-trap/images" "$other/images"
+# The same rows with the last row's wasp label flipped.
+python3 - "$data/wasp-trap/labels.csv" "$other/labels.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+rows[-1]["wasp"] = "1" if rows[-1]["wasp"] == "0" else "0"
+with open(sys.argv[2], "w", newline="") as out:
+    writer = csv.DictWriter(out, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    writer.writerows(rows)
+PY
+status=0
+"$APIARY" validate "${common[@]}" --set data.root="$other" > /dev/null 2> "$work/other.err" ||
+    status=$?
+[ "$status" -ne 0 ] || fail "validation on another dataset passed"
+grep -q "the model was trained on data.root $data/wasp-trap, but the config names $other" \
+    "$work/other.err" || { cat "$work/other.err"; fail "the error does not name both data roots"; }
 echo "PASS"
