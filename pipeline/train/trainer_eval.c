@@ -82,21 +82,37 @@ static double json_metric(const json_t *metrics, const char *name)
     return json_is_number(value) ? json_number_value(value) : NAN;
 }
 
+/* Write value with decimals digits after the point, or "n/a" when it is
+ * undefined (NAN or infinite), for the human-readable log. */
+static const char *format_number(double value, int decimals, char *out, size_t size)
+{
+    if (isfinite(value))
+        snprintf(out, size, "%.*f", decimals, value);
+    else
+        snprintf(out, size, "n/a");
+    return out;
+}
+
 void trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
                        double images_per_second)
 {
-    char line[1024];
-    int used = snprintf(line, sizeof(line), "epoch %ld/%d train_loss %.4f val_loss %.4f",
-                        t->position.epoch, t->cfg->train.epochs, train_loss, val_loss);
+    char line[1024], train_text[32], val_text[32];
+    int used =
+        snprintf(line, sizeof(line), "epoch %ld/%d train_loss %s val_loss %s", t->position.epoch,
+                 t->cfg->train.epochs, format_number(train_loss, 4, train_text, sizeof(train_text)),
+                 format_number(val_loss, 4, val_text, sizeof(val_text)));
     const char *label;
     json_t *value;
     json_object_foreach(metrics, label, value)
     {
         if (used >= (int)sizeof(line))
             break;
-        used += snprintf(line + used, sizeof(line) - (size_t)used,
-                         " | %s acc %.3f rec %.3f prec %.3f", label, json_metric(value, "accuracy"),
-                         json_metric(value, "recall"), json_metric(value, "precision"));
+        char accuracy[32], recall[32], precision[32];
+        used += snprintf(
+            line + used, sizeof(line) - (size_t)used, " | %s acc %s rec %s prec %s", label,
+            format_number(json_metric(value, "accuracy"), 3, accuracy, sizeof(accuracy)),
+            format_number(json_metric(value, "recall"), 3, recall, sizeof(recall)),
+            format_number(json_metric(value, "precision"), 3, precision, sizeof(precision)));
     }
     AP_INFO("%s", line);
     json_t *entry = json_pack(
