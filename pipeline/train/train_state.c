@@ -4,12 +4,23 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MOMENT_PREFIX_FIRST  "optimizer.first_moment."
 #define MOMENT_PREFIX_SECOND "optimizer.second_moment."
+
+/* Metadata keys of the position, in the order the content hash covers them.
+ * Checkpoints written before the running loss was saved lack the last two,
+ * and their hash covers the first POSITION_KEYS_WITHOUT_LOSS. */
+static const char *const position_keys[] = {
+    "epoch",         "step_in_epoch",  "global_step",      "optimizer_step",
+    "config_sha256", "epoch_loss_sum", "epoch_loss_steps",
+};
+#define POSITION_KEYS              7
+#define POSITION_KEYS_WITHOUT_LOSS 5
 
 typedef struct {
     ap_st_tensor *tensors;
@@ -101,8 +112,8 @@ ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer 
                               size_t extra_count, ap_error *err)
 {
     tensor_list list = {0};
-    ap_st_meta *meta = calloc(extra_count + 7, sizeof(*meta));
-    char numbers[5][32], content_hash[65];
+    ap_st_meta *meta = calloc(extra_count + POSITION_KEYS + 2, sizeof(*meta));
+    char numbers[POSITION_KEYS][72], content_hash[65];
     ap_status status = collect_tensors(net, opt, &list, err);
     if (status == AP_OK && meta == NULL)
         status = ap_error_set(err, AP_ERR_NOMEM, "cannot allocate checkpoint metadata");
@@ -122,14 +133,16 @@ ap_status ap_train_state_save(const char *path, ap_net *net, const ap_optimizer 
         snprintf(numbers[1], sizeof(numbers[1]), "%ld", position->step_in_epoch);
         snprintf(numbers[2], sizeof(numbers[2]), "%ld", position->global_step);
         snprintf(numbers[3], sizeof(numbers[3]), "%ld", opt->step);
-        meta[meta_count++] = (ap_st_meta){"epoch", numbers[0]};
-        meta[meta_count++] = (ap_st_meta){"step_in_epoch", numbers[1]};
-        meta[meta_count++] = (ap_st_meta){"global_step", numbers[2]};
-        meta[meta_count++] = (ap_st_meta){"optimizer_step", numbers[3]};
-        meta[meta_count++] = (ap_st_meta){"config_sha256", position->config_hash};
-        const char *values[] = {numbers[0], numbers[1], numbers[2], numbers[3],
-                                position->config_hash};
-        hash_contents(list.tensors, list.count, values, 5, content_hash);
+        snprintf(numbers[4], sizeof(numbers[4]), "%s", position->config_hash);
+        /* 17 significant digits read back as the same double. */
+        snprintf(numbers[5], sizeof(numbers[5]), "%.17g", position->epoch_loss_sum);
+        snprintf(numbers[6], sizeof(numbers[6]), "%ld", position->epoch_loss_steps);
+        const char *values[POSITION_KEYS];
+        for (int i = 0; i < POSITION_KEYS; i++) {
+            values[i] = numbers[i];
+            meta[meta_count++] = (ap_st_meta){position_keys[i], numbers[i]};
+        }
+        hash_contents(list.tensors, list.count, values, POSITION_KEYS, content_hash);
         meta[meta_count++] = (ap_st_meta){"content_sha256", content_hash};
     }
     for (size_t i = 0; i < extra_count; i++)
@@ -178,10 +191,31 @@ static ap_status parse_long_meta(const ap_st_file *file, const char *path, const
     errno = 0;
     long value = text != NULL ? strtol(text, &end, 10) : 0;
     if (text == NULL || end == text || *end != '\0' || errno != 0 || value < 0)
-        return ap_error_set(err, AP_ERR_FORMAT, "%s: metadata %s is missing or not a count",
-                            path, key);
+        return ap_error_set(err, AP_ERR_FORMAT, "%s: metadata %s is missing or not a count", path,
+                            key);
     *out = value;
     return AP_OK;
+}
+
+static ap_status parse_loss_meta(const ap_st_file *file, const char *path, double *out,
+                                 ap_error *err)
+{
+    const char *text = ap_st_meta_get(file, "epoch_loss_sum");
+    char *end = NULL;
+    errno = 0;
+    double value = text != NULL ? strtod(text, &end) : 0.0;
+    if (text == NULL || end == text || *end != '\0' || errno != 0 || !isfinite(value))
+        return ap_error_set(err, AP_ERR_FORMAT,
+                            "%s: metadata epoch_loss_sum is missing or not a finite number", path);
+    *out = value;
+    return AP_OK;
+}
+
+/* True when the file records the running loss of the epoch. */
+static bool has_epoch_loss(const ap_st_file *file)
+{
+    return ap_st_meta_get(file, "epoch_loss_sum") != NULL ||
+           ap_st_meta_get(file, "epoch_loss_steps") != NULL;
 }
 
 static ap_status load_position(const ap_st_file *file, const char *path, ap_optimizer *opt,
@@ -200,6 +234,12 @@ static ap_status load_position(const ap_st_file *file, const char *path, ap_opti
         status = parse_long_meta(file, path, "global_step", &position->global_step, err);
     if (status == AP_OK)
         status = parse_long_meta(file, path, "optimizer_step", &opt->step, err);
+    position->epoch_loss_sum = 0.0;
+    position->epoch_loss_steps = 0;
+    if (status == AP_OK && has_epoch_loss(file))
+        status = parse_loss_meta(file, path, &position->epoch_loss_sum, err);
+    if (status == AP_OK && has_epoch_loss(file))
+        status = parse_long_meta(file, path, "epoch_loss_steps", &position->epoch_loss_steps, err);
     if (status != AP_OK)
         return status;
     const char *hash = ap_st_meta_get(file, "config_sha256");
@@ -211,11 +251,10 @@ static ap_status load_position(const ap_st_file *file, const char *path, ap_opti
 static ap_status verify_contents(const ap_st_file *file, const char *path, ap_net *net,
                                  const ap_optimizer *opt, ap_error *err)
 {
-    static const char *const keys[] = {"epoch", "step_in_epoch", "global_step", "optimizer_step",
-                                       "config_sha256"};
-    const char *values[5];
-    for (int i = 0; i < 5; i++) {
-        values[i] = ap_st_meta_get(file, keys[i]);
+    size_t value_count = has_epoch_loss(file) ? POSITION_KEYS : POSITION_KEYS_WITHOUT_LOSS;
+    const char *values[POSITION_KEYS];
+    for (size_t i = 0; i < value_count; i++) {
+        values[i] = ap_st_meta_get(file, position_keys[i]);
         if (values[i] == NULL)
             values[i] = "";
     }
@@ -224,7 +263,7 @@ static ap_status verify_contents(const ap_st_file *file, const char *path, ap_ne
     ap_status status = collect_tensors(net, opt, &list, err);
     if (status == AP_OK) {
         char actual[65];
-        hash_contents(list.tensors, list.count, values, 5, actual);
+        hash_contents(list.tensors, list.count, values, value_count, actual);
         if (saved == NULL || strcmp(saved, actual) != 0)
             status = ap_error_set(err, AP_ERR_FORMAT,
                                   "%s does not match its content hash, so it was damaged or "

@@ -12,6 +12,11 @@ typedef struct {
     long step_in_epoch; /* steps done in the current epoch (non-zero after an interruption) */
     long global_step;
     char config_hash[65]; /* SHA-256 of the settings that shape training */
+    /* Training losses of the current epoch's steps so far, summed, and their
+     * count, so that a resumed epoch reports the mean over all its steps.
+     * Both are 0 when loaded from a checkpoint written without them. */
+    double epoch_loss_sum;
+    long epoch_loss_steps;
 } ap_train_position;
 
 /* Save the network's tensors and, when opt is not NULL, the optimizer's

@@ -243,7 +243,7 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
     shuffle_epoch(t, t->position.epoch);
     if (t->world > 1)
         ap_dp_tally_clear(&t->tally);
-    double loss_sum = 0.0, window_start = now_seconds(), epoch_start = window_start;
+    double window_start = now_seconds(), epoch_start = window_start;
     long window_steps = 0, epoch_steps = 0;
     while (t->position.step_in_epoch < t->steps_per_epoch) {
         float loss = 0.0f;
@@ -253,14 +253,18 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
             return status;
         t->position.step_in_epoch++;
         t->position.global_step++;
-        loss_sum += loss;
+        t->position.epoch_loss_sum += loss;
+        t->position.epoch_loss_steps++;
         window_steps++;
         epoch_steps++;
         if (t->position.global_step % cfg->train.log_every == 0) {
             double now = now_seconds();
             double lr = ap_lr_at_step(t->position.global_step - 1, t->warmup_steps, t->total_steps,
                                       cfg->train.learning_rate, cfg->train.min_learning_rate);
-            trainer_log_step(t, loss, lr, (double)(window_steps * t->batch) / (now - window_start));
+            status = trainer_log_step(
+                t, loss, lr, (double)(window_steps * t->batch) / (now - window_start), err);
+            if (status != AP_OK)
+                return status;
             window_start = now;
             window_steps = 0;
         }
@@ -277,7 +281,10 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
     double seconds = now_seconds() - epoch_start;
     t->train_seconds += seconds;
     t->train_images += epoch_steps * t->batch;
-    *mean_loss = epoch_steps > 0 ? loss_sum / (double)epoch_steps : NAN;
+    /* The sum and count come from the checkpoint for the steps trained
+     * before a resume, so the mean covers the whole epoch. */
+    long loss_steps = t->position.epoch_loss_steps;
+    *mean_loss = loss_steps > 0 ? t->position.epoch_loss_sum / (double)loss_steps : NAN;
     *images_per_second = seconds > 0 ? (double)(epoch_steps * t->batch) / seconds : 0.0;
     return check_shards(t, epoch_steps, err);
 }
@@ -609,14 +616,18 @@ static ap_status train_epochs(trainer *t, ap_train_outcome *outcome, ap_error *e
             return status;
         t->position.epoch++;
         t->position.step_in_epoch = 0;
+        t->position.epoch_loss_sum = 0.0;
+        t->position.epoch_loss_steps = 0;
         status = check_weights_in_step(t, err);
         if (status == AP_OK)
             status = trainer_evaluate(t, AP_SPLIT_VAL, &val_loss, &metrics, err);
         if (status != AP_OK)
             return status;
-        trainer_log_epoch(t, train_loss, val_loss, metrics, images_per_second);
+        status = trainer_log_epoch(t, train_loss, val_loss, metrics, images_per_second, err);
         json_decref(t->last_val_metrics);
         t->last_val_metrics = metrics;
+        if (status != AP_OK)
+            return status;
 
         bool last = t->position.epoch == cfg->train.epochs;
         if (last || t->position.epoch % cfg->train.checkpoint_every == 0) {

@@ -1,6 +1,9 @@
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -63,16 +66,30 @@ ap_status trainer_evaluate(trainer *t, ap_split_part part, double *loss, json_t 
     return status;
 }
 
-static void write_log_line(trainer *t, json_t *line)
+/* Append line (whose reference this takes) to train_log.jsonl of rank 0. A
+ * line that cannot be built or written is an error, so the log never misses
+ * an epoch or a step without saying so. */
+static ap_status write_log_line(trainer *t, json_t *line, const char *event, ap_error *err)
 {
-    if (t->log_file == NULL)
-        return;
-    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (text != NULL) {
-        fprintf(t->log_file, "%s\n", text);
-        fflush(t->log_file);
-        free(text);
+    if (t->log_file == NULL) {
+        json_decref(line);
+        return AP_OK;
     }
+    char *text = line != NULL ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(line);
+    if (text == NULL)
+        return ap_error_set(err, AP_ERR_NOMEM,
+                            "cannot build the %s line of %s/train_log.jsonl (out of memory)", event,
+                            t->run_dir);
+    bool written = fprintf(t->log_file, "%s\n", text) >= 0 && fflush(t->log_file) == 0;
+    int saved_errno = errno;
+    free(text);
+    if (!written)
+        return ap_error_set(err, AP_ERR_IO,
+                            "cannot write the %s line to %s/train_log.jsonl: %s; check the "
+                            "file system (free space, permissions), then resume the run",
+                            event, t->run_dir, strerror(saved_errno));
+    return AP_OK;
 }
 
 /* Return a metric of a per-label object, or NAN when it is null (undefined). */
@@ -93,8 +110,8 @@ static const char *format_number(double value, int decimals, char *out, size_t s
     return out;
 }
 
-void trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
-                       double images_per_second)
+ap_status trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
+                            double images_per_second, ap_error *err)
 {
     char line[1024], train_text[32], val_text[32];
     int used =
@@ -116,21 +133,22 @@ void trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *m
     }
     AP_INFO("%s", line);
     json_t *entry = json_pack(
-        "{s:s, s:I, s:I, s:f, s:f, s:f, s:O}", "event", "epoch", "epoch",
+        "{s:s, s:I, s:I, s:o, s:o, s:o, s:O}", "event", "epoch", "epoch",
         (json_int_t)t->position.epoch, "step", (json_int_t)t->position.global_step, "train_loss",
-        train_loss, "val_loss", val_loss, "images_per_second", images_per_second, "val", metrics);
-    write_log_line(t, entry);
-    json_decref(entry);
+        json_number_or_null(train_loss), "val_loss", json_number_or_null(val_loss),
+        "images_per_second", json_number_or_null(images_per_second), "val", metrics);
+    return write_log_line(t, entry, "epoch", err);
 }
 
-void trainer_log_step(trainer *t, float loss, double lr, double images_per_second)
+ap_status trainer_log_step(trainer *t, float loss, double lr, double images_per_second,
+                           ap_error *err)
 {
     AP_INFO("epoch %ld step %ld loss %.4f lr %.3e images/s %.1f", t->position.epoch + 1,
             t->position.global_step, (double)loss, lr, images_per_second);
     json_t *entry =
-        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "event", "step", "epoch",
+        json_pack("{s:s, s:I, s:I, s:o, s:o, s:o}", "event", "step", "epoch",
                   (json_int_t)(t->position.epoch + 1), "step", (json_int_t)t->position.global_step,
-                  "loss", (double)loss, "lr", lr, "images_per_second", images_per_second);
-    write_log_line(t, entry);
-    json_decref(entry);
+                  "loss", json_number_or_null(loss), "lr", json_number_or_null(lr),
+                  "images_per_second", json_number_or_null(images_per_second));
+    return write_log_line(t, entry, "step", err);
 }

@@ -75,8 +75,11 @@ float trainer_mean_loss(const trainer *t, const float *logits, const int8_t *tar
 
 ap_status trainer_evaluate(trainer *t, ap_split_part part, double *loss, json_t **metrics,
                            ap_error *err);
-void trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
-                       double images_per_second);
-void trainer_log_step(trainer *t, float loss, double lr, double images_per_second);
+/* Log an epoch or a step, to the log and to train_log.jsonl. A number without
+ * a value (NAN) is null in the JSON line, and the epoch log line prints it as n/a. */
+ap_status trainer_log_epoch(trainer *t, double train_loss, double val_loss, json_t *metrics,
+                            double images_per_second, ap_error *err);
+ap_status trainer_log_step(trainer *t, float loss, double lr, double images_per_second,
+                           ap_error *err);
 
 #endif

@@ -25,3 +25,15 @@ make_work_dir() {
     mkdir -p "$root"
     mktemp -d "$root/$1-XXXXXX"
 }
+
+# Print "EPOCH TRAIN_LOSS" for each epoch line of a train_log.jsonl, with
+# None for a null loss.
+epoch_losses() {
+    python3 - "$1" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    if entry.get("event") == "epoch":
+        print(entry["epoch"], entry["train_loss"])
+PY
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SIGTERM during training saves a checkpoint and exits with code 6; --resume
-# then finishes with weights bit-identical to an uninterrupted run.
+# then finishes with weights bit-identical to an uninterrupted run and the
+# same epoch losses in train_log.jsonl.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir train-resume)
@@ -30,6 +31,11 @@ fi
 grep -q "resuming from" "$work/resumed.err" || fail "resume did not load the checkpoint"
 cmp -s "$work/whole/model.safetensors" "$work/cut/model.safetensors" ||
     fail "resumed weights differ from the uninterrupted run"
+# The epoch stopped in the middle reports the mean loss over all its steps.
+expected=$(epoch_losses "$work/whole/train_log.jsonl")
+actual=$(epoch_losses "$work/cut/train_log.jsonl")
+[ "$actual" = "$expected" ] ||
+    fail "epoch train losses differ: resumed [$actual], uninterrupted [$expected]"
 
 # A resumed run must use the settings it started with.
 "$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --set train.epochs=1 \

@@ -1,7 +1,9 @@
 #include "pipeline/train/train_state.h"
 
+#include <stdbool.h>
 #include <string.h>
 
+#include "pipeline/common/fsutil.h"
 #include "tests/unit/check.h"
 
 static const ap_net_spec tiny_spec = {
@@ -55,6 +57,56 @@ static int tensors_equal(ap_net *a, ap_net *b)
     return 1;
 }
 
+/* Copy the checkpoint src to dst with its metadata changed. Without the
+ * running loss, the copy is a checkpoint as written before it was saved,
+ * with a content hash over the tensors and the five older position keys.
+ * With loss_sum not NULL, epoch_loss_sum becomes loss_sum and the content
+ * hash is left as it was. */
+static void rewrite_checkpoint(const char *src, const char *dst, const char *loss_sum)
+{
+    static const char *const old_keys[] = {"epoch", "step_in_epoch", "global_step",
+                                           "optimizer_step", "config_sha256"};
+    ap_st_file file;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_safetensors_read(src, &file, &err), AP_OK);
+    ap_st_tensor *tensors = calloc(file.count, sizeof(*tensors));
+    ap_st_meta *meta = calloc(file.meta_count, sizeof(*meta));
+    CHECK(tensors != NULL);
+    CHECK(meta != NULL);
+    ap_sha256_ctx *ctx = ap_sha256_begin();
+    for (size_t i = 0; i < file.count; i++) {
+        const ap_st_loaded *loaded = &file.tensors[i];
+        tensors[i] =
+            (ap_st_tensor){.name = loaded->name, .ndim = loaded->ndim, .data = loaded->data};
+        memcpy(tensors[i].shape, loaded->shape, sizeof(tensors[i].shape));
+        ap_sha256_update(ctx, loaded->name, strlen(loaded->name) + 1);
+        ap_sha256_update(ctx, loaded->data, loaded->size * sizeof(float));
+    }
+    for (size_t i = 0; i < 5; i++) {
+        const char *value = ap_st_meta_get(&file, old_keys[i]);
+        ap_sha256_update(ctx, value, strlen(value) + 1);
+    }
+    char old_hash[65];
+    ap_sha256_end(ctx, old_hash);
+
+    size_t meta_count = 0;
+    for (size_t i = 0; i < file.meta_count; i++) {
+        const char *key = file.meta_keys[i], *value = file.meta_values[i];
+        bool loss_key = strcmp(key, "epoch_loss_sum") == 0 || strcmp(key, "epoch_loss_steps") == 0;
+        if (loss_sum == NULL && loss_key)
+            continue;
+        if (loss_sum == NULL && strcmp(key, "content_sha256") == 0)
+            value = old_hash;
+        if (loss_sum != NULL && strcmp(key, "epoch_loss_sum") == 0)
+            value = loss_sum;
+        meta[meta_count++] = (ap_st_meta){key, value};
+    }
+    CHECK_INT_EQ(ap_safetensors_write(dst, tensors, file.count, meta, meta_count, &err), AP_OK);
+    free(tensors);
+    free(meta);
+    ap_st_file_free(&file);
+}
+
 int main(void)
 {
     const char *dir = check_temp_dir("train-state");
@@ -70,7 +122,12 @@ int main(void)
     train_once(net, &opt);
     train_once(net, &opt);
 
-    ap_train_position position = {.epoch = 3, .step_in_epoch = 5, .global_step = 41};
+    /* A sum with no short decimal form checks that it is read back exactly. */
+    ap_train_position position = {.epoch = 3,
+                                  .step_in_epoch = 5,
+                                  .global_step = 41,
+                                  .epoch_loss_sum = 5.0 / 3.0,
+                                  .epoch_loss_steps = 5};
     snprintf(position.config_hash, sizeof(position.config_hash), "%s", "abc123");
     CHECK_INT_EQ(ap_train_state_save(path, net, &opt, &position, NULL, 0, &err), AP_OK);
 
@@ -88,6 +145,8 @@ int main(void)
     CHECK_INT_EQ(restored_position.global_step, 41);
     CHECK_INT_EQ(restored_opt.step, 2);
     CHECK(strcmp(restored_position.config_hash, "abc123") == 0);
+    CHECK_NEAR(restored_position.epoch_loss_sum, 5.0 / 3.0, 0.0);
+    CHECK_INT_EQ(restored_position.epoch_loss_steps, 5);
     for (size_t i = 0; i < opt.tensor_count; i++) {
         if (opt.first_moment[i] == NULL)
             continue;
@@ -100,6 +159,25 @@ int main(void)
     train_once(net, &opt);
     train_once(restored, &restored_opt);
     CHECK(tensors_equal(net, restored));
+
+    /* A checkpoint written before the running loss was saved still loads,
+     * with no loss recorded for the epoch. */
+    char old_path[4200];
+    snprintf(old_path, sizeof(old_path), "%s/old-checkpoint.safetensors", dir);
+    rewrite_checkpoint(path, old_path, NULL);
+    ap_train_position old_position = {.epoch_loss_sum = 9.0, .epoch_loss_steps = 9};
+    CHECK_INT_EQ(ap_train_state_load(old_path, restored, &restored_opt, &old_position, &err),
+                 AP_OK);
+    CHECK_INT_EQ(old_position.epoch, 3);
+    CHECK_INT_EQ(old_position.step_in_epoch, 5);
+    CHECK_NEAR(old_position.epoch_loss_sum, 0.0, 0.0);
+    CHECK_INT_EQ(old_position.epoch_loss_steps, 0);
+
+    /* The content hash covers the running loss. */
+    rewrite_checkpoint(path, old_path, "1.5");
+    CHECK_INT_EQ(ap_train_state_load(old_path, restored, &restored_opt, &old_position, &err),
+                 AP_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "content hash");
 
     /* A weights-only file loads into a network but cannot resume training. */
     CHECK_INT_EQ(ap_train_state_save(bad_path, net, NULL, NULL, NULL, 0, &err), AP_OK);
