@@ -49,11 +49,31 @@ static bool next_setting(const char **cursor, char *section, size_t section_size
     return false;
 }
 
-static void append_key(char *changed, size_t size, const char *key)
+/* Return the value of line without its leading spaces, and its length in *length. */
+static const char *trimmed_value(const yaml_line *line, int *length)
+{
+    const char *value = line->value;
+    size_t left = line->value_length;
+    while (left > 0 && *value == ' ') {
+        value++;
+        left--;
+    }
+    *length = (int)left;
+    return value;
+}
+
+/* Append "key (OLD in the run, NEW now)" to changed, unless it is full. */
+static void append_change(char *changed, size_t size, const yaml_line *old_line,
+                          const yaml_line *new_line)
 {
     size_t used = strlen(changed);
-    if (used + 2 < size)
-        snprintf(changed + used, size - used, "%s%s", used > 0 ? ", " : "", key);
+    if (used + 2 >= size)
+        return;
+    int old_length, new_length;
+    const char *old_value = trimmed_value(old_line, &old_length);
+    const char *new_value = trimmed_value(new_line, &new_length);
+    snprintf(changed + used, size - used, "%s%s (%.*s in the run, %.*s now)", used > 0 ? ", " : "",
+             new_line->key, old_length, old_value, new_length, new_value);
 }
 
 /* Both texts come from ap_config_to_yaml, so their keys appear in the same order. */
@@ -67,12 +87,12 @@ static void diff_yaml(const char *old_text, const char *new_text, char *changed,
                     old_line.value_length == new_line.value_length &&
                     memcmp(old_line.value, new_line.value, old_line.value_length) == 0;
         if (!same)
-            append_key(changed, size, new_line.key);
+            append_change(changed, size, &old_line, &new_line);
     }
 }
 
-ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, char *changed,
-                                  size_t changed_size, ap_error *err)
+ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, bool with_root,
+                                  char *changed, size_t changed_size, ap_error *err)
 {
     changed[0] = '\0';
     char path[AP_PATH_MAX + 64];
@@ -91,7 +111,9 @@ ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, cha
     if (status == AP_OK) {
         ap_config_model_settings(saved, true, old_settings);
         ap_config_model_settings(cfg, true, new_settings);
-        memcpy(old_settings->data.root, new_settings->data.root, sizeof(old_settings->data.root));
+        if (!with_root)
+            memcpy(old_settings->data.root, new_settings->data.root,
+                   sizeof(old_settings->data.root));
         old_text = ap_config_to_yaml(old_settings);
         new_text = ap_config_to_yaml(new_settings);
         if (old_text == NULL || new_text == NULL)
@@ -117,12 +139,13 @@ ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool res
     *has_checkpoint =
         ap_path_join(path, sizeof(path), run_dir, "checkpoint.safetensors", err) == AP_OK &&
         ap_path_exists(path);
+    char changed[AP_ERROR_MESSAGE_MAX / 2];
     if (*complete) {
-        char changed[AP_ERROR_MESSAGE_MAX / 2];
-        ap_status status = ap_run_settings_changed(cfg, run_dir, changed, sizeof(changed), err);
+        ap_status status =
+            ap_run_settings_changed(cfg, run_dir, false, changed, sizeof(changed), err);
         if (status == AP_OK && changed[0] != '\0')
             status = ap_error_set(err, AP_ERR_INVALID,
-                                  "run %s finished with other settings: %s changed; choose a new "
+                                  "run %s finished with other settings: %s; choose a new "
                                   "run_name (--set run_name=NAME) to train with these",
                                   run_dir, changed);
         return status;
@@ -132,5 +155,16 @@ ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool res
                             "run folder %s already holds a started run; pass --resume to "
                             "continue it, or choose another run_name (--set run_name=NAME)",
                             run_dir);
-    return AP_OK;
+    if (!*has_checkpoint)
+        return AP_OK;
+    /* The checkpoint continues the learning-rate schedule, batches and data
+     * of the settings it started with, so a resume must keep them. */
+    ap_status status = ap_run_settings_changed(cfg, run_dir, true, changed, sizeof(changed), err);
+    if (status == AP_OK && changed[0] != '\0')
+        status = ap_error_set(err, AP_ERR_INVALID,
+                              "run %s was started with other settings: %s; resume with the "
+                              "settings it started with (in %s/config.yaml), or choose a new "
+                              "run_name (--set run_name=NAME) to train with these",
+                              run_dir, changed, run_dir);
+    return status;
 }

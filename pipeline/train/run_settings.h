@@ -11,19 +11,22 @@
 #include "pipeline/common/status.h"
 #include "pipeline/config/config.h"
 
-/* Write into changed the keys, comma-separated, whose model settings (see
- * ap_config_model_settings) differ between cfg and run_dir/config.yaml,
- * or "" when none does or the run folder has no config.yaml. data.root is
- * not compared: it names where the data is, and a synced S3 copy moves
- * with store.cache_dir. */
-ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, char *changed,
-                                  size_t changed_size, ap_error *err);
+/* Write into changed the model settings (see ap_config_model_settings) that
+ * differ between cfg and run_dir/config.yaml, comma-separated and each with
+ * both values, as in "train.batch_size (32 in the run, 16 now)", or "" when
+ * none does or the run folder has no config.yaml. data.root is compared
+ * only with with_root: it names where the data is, and a synced S3 copy
+ * moves with store.cache_dir, but a checkpoint was trained from that path. */
+ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, bool with_root,
+                                  char *changed, size_t changed_size, ap_error *err);
 
 /* Inspect run_dir: *complete when it contains complete.json, *has_checkpoint
- * when it contains checkpoint.safetensors. Fails with AP_ERR_INVALID when a
- * finished run's settings differ from cfg's (the message names the keys),
- * or when a started run would be continued without resume. Both are
- * mistakes in the command, not in the data. */
+ * when it contains checkpoint.safetensors. Fails with AP_ERR_INVALID, with
+ * the changed keys and both values named, when a finished run's settings
+ * differ from cfg's or when a started run would be resumed with other
+ * settings (data.root included), and when a started run would be continued
+ * without resume. All are mistakes in the command, not in the data, and the
+ * check reads no image. */
 ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool resume, bool *complete,
                              bool *has_checkpoint, ap_error *err);
 

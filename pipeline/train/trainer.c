@@ -63,8 +63,10 @@ static ap_status agree(trainer *t, ap_status status, const char *operation, ap_e
 }
 
 /* Hash of the settings that shape the trained weights. The epoch count is
- * left out so that a resumed run may be extended, and the collective timeout
- * so that a resumed job may wait longer. */
+ * left out because checkpoints were hashed without it when a resume could
+ * change it; ap_run_check_state rejects a changed epoch count through the
+ * run's config.yaml instead. The collective timeout is left out so that a
+ * resumed job may wait longer. */
 static void compute_config_hash(const ap_config *cfg, char hex[65])
 {
     ap_config settings, defaults;
@@ -363,12 +365,15 @@ static ap_status load_checkpoint(trainer *t, const char *expected_hash, ap_error
         status = ap_train_state_load(path, t->net, &t->opt, &t->position, err);
     if (status != AP_OK)
         return status;
+    /* ap_run_check_state compared the settings with the run's config.yaml
+     * before, so a mismatch here means that file was missing or edited. */
     if (strcmp(t->position.config_hash, expected_hash) != 0)
         return ap_error_set(err, AP_ERR_INVALID,
-                            "%s was written with different settings than %s; resume with the "
-                            "config of that run (saved as %s/config.yaml) or choose another "
-                            "run_name",
-                            path, t->cfg->source_path, t->run_dir);
+                            "%s was written with different settings than %s, and the run's "
+                            "config.yaml did not show which (it was missing or edited); resume "
+                            "with the config the run started with, or choose another run_name "
+                            "(--set run_name=NAME)",
+                            path, t->cfg->source_path);
     AP_INFO("resuming from %s at epoch %ld step %ld", path, t->position.epoch + 1,
             t->position.global_step);
     return AP_OK;

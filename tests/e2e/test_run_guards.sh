@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Guards around a run folder and the registry, with the CI config:
 # - rerunning a finished run with other model settings fails with exit 2 and
-#   names the keys;
+#   names the keys with both values;
 # - a second training of a run that is being trained fails at once and names
 #   the other process;
 # - two promotions of one run at once register one version;
@@ -27,7 +27,8 @@ set +e
 code=$?
 set -e
 [ "$code" -eq 2 ] || { cat "$work/changed.err"; fail "a changed rerun exited with $code, expected 2"; }
-grep -q "model.dropout, train.epochs changed" "$work/changed.err" ||
+grep -qF "model.dropout (0.1 in the run, 0.2 now), train.epochs (1 in the run, 2 now)" \
+    "$work/changed.err" ||
     { cat "$work/changed.err"; fail "the changed keys are not named"; }
 grep -q "choose a new run_name" "$work/changed.err" || fail "the error does not say what to do"
 # The same settings again skip training, with or without --resume.

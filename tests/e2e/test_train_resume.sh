@@ -37,13 +37,36 @@ actual=$(epoch_losses "$work/cut/train_log.jsonl")
 [ "$actual" = "$expected" ] ||
     fail "epoch train losses differ: resumed [$actual], uninterrupted [$expected]"
 
-# A resumed run must use the settings it started with.
+# A resumed run must use the settings it started with. Each changed key is
+# named with both values, the exit code is 2 (a config error), and the check
+# comes before any image is read: the data.root case points to no data.
 "$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --set train.epochs=1 \
     > /dev/null 2>&1 || fail "short run failed"
 rm "$work/changed/complete.json"
-if "$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --resume \
-    --set train.learning_rate=0.5 2> "$work/changed.err"; then
-    fail "resume with a different learning rate succeeded"
-fi
-grep -q "different settings" "$work/changed.err" || fail "no clear error for changed settings"
+cp "$work/changed/config.yaml" "$work/changed-config.yaml"
+expect_rejected_resume() {
+    local name=$1 expected=$2
+    shift 2
+    set +e
+    "$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --set train.epochs=1 \
+        --resume "$@" > /dev/null 2> "$work/changed-$name.err"
+    local code=$?
+    set -e
+    [ "$code" -eq 2 ] ||
+        { cat "$work/changed-$name.err"; fail "resume with $name changed exited with $code, expected 2"; }
+    grep -qF "$expected" "$work/changed-$name.err" ||
+        { cat "$work/changed-$name.err"; fail "the error does not name $name with both values"; }
+    grep -q "choose a new run_name" "$work/changed-$name.err" ||
+        fail "the error for $name does not say what to do"
+}
+expect_rejected_resume learning_rate "train.learning_rate (0.003 in the run, 0.5 now)" \
+    --set train.learning_rate=0.5
+expect_rejected_resume batch_size "train.batch_size (16 in the run, 8 now)" \
+    --set train.batch_size=8
+expect_rejected_resume seed "seed (42 in the run, 7 now)" --set seed=7
+expect_rejected_resume epochs "train.epochs (1 in the run, 3 now)" --set train.epochs=3
+expect_rejected_resume root "$work/elsewhere now)" --set data.root="$work/elsewhere"
+grep -q "data.root (" "$work/changed-root.err" || fail "the error does not name data.root"
+cmp -s "$work/changed/config.yaml" "$work/changed-config.yaml" ||
+    fail "a rejected resume changed the run's config.yaml"
 echo "PASS"
