@@ -16,6 +16,7 @@
 #include "pipeline/parallel/data_parallel.h"
 #include "pipeline/train/model_card.h"
 #include "pipeline/train/run_data.h"
+#include "pipeline/train/run_files.h"
 #include "pipeline/train/run_lock.h"
 #include "pipeline/train/run_settings.h"
 #include "pipeline/train/schedule.h"
@@ -112,6 +113,26 @@ static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoin
                               err);
 }
 
+/* A training that starts from the first epoch moves the log of an earlier
+ * start aside rather than append to it. When resume was requested, the
+ * earlier start's checkpoint is missing, and the warning names it. */
+static ap_status set_aside_earlier_log(trainer *t, ap_error *err)
+{
+    char moved_to[AP_PATH_MAX + 80];
+    ap_status status = ap_run_set_aside_log(t->run_dir, moved_to, sizeof(moved_to), err);
+    if (status != AP_OK || moved_to[0] == '\0')
+        return status;
+    if (t->request->resume)
+        AP_WARN("no checkpoint %s/checkpoint.safetensors to resume from, so training starts from "
+                "the first epoch; the log of the earlier start is moved to %s",
+                t->run_dir, moved_to);
+    else
+        AP_WARN("%s/%s is the log of an earlier start without a checkpoint; training starts from "
+                "the first epoch, and that log is moved to %s",
+                t->run_dir, AP_RUN_LOG_FILE, moved_to);
+    return AP_OK;
+}
+
 /* Rank 0 inspects the run folder and sends what it found to the other processes. */
 static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
 {
@@ -122,6 +143,8 @@ static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint
             status = ap_run_lock(t->run_dir, &t->lock_fd, err);
         if (status == AP_OK)
             status = check_run_state(t, complete, has_checkpoint, err);
+        if (status == AP_OK && !*complete && !*has_checkpoint)
+            status = set_aside_earlier_log(t, err);
         if (status == AP_OK)
             status = ap_run_remove_stale_temps(t->run_dir, err);
     }
@@ -533,7 +556,7 @@ static ap_status open_train_log(trainer *t, ap_error *err)
     if (!is_root(t))
         return AP_OK;
     char path[AP_PATH_MAX + 64];
-    run_path(t, "train_log.jsonl", path, sizeof(path));
+    run_path(t, AP_RUN_LOG_FILE, path, sizeof(path));
     t->log_file = fopen(path, "a");
     if (t->log_file == NULL)
         return ap_error_set(err, AP_ERR_IO, "cannot open %s for writing", path);

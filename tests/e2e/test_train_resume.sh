@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIGTERM during training saves a checkpoint and exits with code 6; --resume
 # then finishes with weights bit-identical to an uninterrupted run and the
-# same epoch losses in train_log.jsonl.
+# same epoch losses in train_log.jsonl. A resume without its checkpoint or
+# with changed settings logs what happened.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir train-resume)
@@ -36,6 +37,29 @@ expected=$(epoch_losses "$work/whole/train_log.jsonl")
 actual=$(epoch_losses "$work/cut/train_log.jsonl")
 [ "$actual" = "$expected" ] ||
     fail "epoch train losses differ: resumed [$actual], uninterrupted [$expected]"
+
+# A resume whose checkpoint is gone starts from the first epoch with a
+# warning, and moves the earlier log aside, each time to a new name, instead of
+# appending to it.
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=lost --set train.epochs=1 \
+    > /dev/null 2>&1 || fail "short run failed"
+for attempt in 1 2; do
+    rm "$work/lost/complete.json" "$work/lost/checkpoint.safetensors"
+    cp "$work/lost/train_log.jsonl" "$work/lost-log-$attempt"
+    "$APIARY" train -c "$config" "${settings[@]}" --set run_name=lost --set train.epochs=1 \
+        --resume > /dev/null 2> "$work/lost-$attempt.err" ||
+        { cat "$work/lost-$attempt.err"; fail "resume $attempt without a checkpoint failed"; }
+    grep -q "WARN.*no checkpoint $work/lost/checkpoint.safetensors to resume from, so training \
+starts from the first epoch; the log of the earlier start is moved to \
+$work/lost/train_log.jsonl.$attempt" "$work/lost-$attempt.err" ||
+        { cat "$work/lost-$attempt.err"; fail "resume $attempt does not warn about the checkpoint"; }
+    cmp -s "$work/lost-log-$attempt" "$work/lost/train_log.jsonl.$attempt" ||
+        fail "train_log.jsonl.$attempt is not the log of the earlier start"
+    [ "$(epoch_losses "$work/lost/train_log.jsonl" | wc -l)" -eq 1 ] ||
+        fail "train_log.jsonl after resume $attempt does not hold exactly one epoch"
+done
+cmp -s "$work/lost-log-1" "$work/lost/train_log.jsonl.1" ||
+    fail "the second set-aside overwrote train_log.jsonl.1"
 
 # A resumed run must use the settings it started with. Each changed key is
 # named with both values, the exit code is 2 (a config error), and the check
