@@ -28,8 +28,6 @@
  * few positives cannot dominate the loss. */
 #define POS_WEIGHT_MAX 50.0f
 
-#define COMPLETE_MARKER "complete.json"
-
 /* Exit code of a job whose processes can no longer work in step: apiary's
  * runtime-failure code (AP_EXIT_FAILURE in pipeline/cli/cli.h). */
 #define ABORT_EXIT_CODE 1
@@ -133,8 +131,32 @@ static ap_status set_aside_earlier_log(trainer *t, ap_error *err)
     return AP_OK;
 }
 
+/* A finished run whose model or card is missing or altered is finished
+ * again from its final checkpoint: *complete becomes false and *rewrite
+ * true. Without a checkpoint it is an error. */
+static ap_status check_finished_outputs(trainer *t, bool *complete, bool has_checkpoint,
+                                        bool *rewrite, ap_error *err)
+{
+    ap_error problem = {0};
+    if (ap_run_check_complete(t->run_dir, &problem) == AP_OK)
+        return AP_OK;
+    if (!has_checkpoint)
+        return ap_error_set(err, problem.code,
+                            "%s, and it has no checkpoint to write the model from; choose a new "
+                            "run_name (--set run_name=NAME), or remove %s/%s and train the run "
+                            "again",
+                            problem.message, t->run_dir, AP_RUN_COMPLETE_FILE);
+    AP_WARN("%s; writing the model and card again from the final checkpoint "
+            "%s/checkpoint.safetensors",
+            problem.message, t->run_dir);
+    *complete = false;
+    *rewrite = true;
+    return AP_OK;
+}
+
 /* Rank 0 inspects the run folder and sends what it found to the other processes. */
-static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
+static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint, bool *rewrite,
+                                ap_error *err)
 {
     ap_status status = AP_OK;
     if (is_root(t)) {
@@ -143,18 +165,35 @@ static ap_status find_run_state(trainer *t, bool *complete, bool *has_checkpoint
             status = ap_run_lock(t->run_dir, &t->lock_fd, err);
         if (status == AP_OK)
             status = check_run_state(t, complete, has_checkpoint, err);
+        if (status == AP_OK && *complete)
+            status = check_finished_outputs(t, complete, *has_checkpoint, rewrite, err);
         if (status == AP_OK && !*complete && !*has_checkpoint)
             status = set_aside_earlier_log(t, err);
         if (status == AP_OK)
             status = ap_run_remove_stale_temps(t->run_dir, err);
     }
     status = agree(t, status, "checking the run folder", err);
-    unsigned char flags[2] = {*complete, *has_checkpoint};
+    unsigned char flags[3] = {*complete, *has_checkpoint, *rewrite};
     if (status == AP_OK)
         status = ap_comm_broadcast(t->comm, flags, sizeof(flags), 0, "sharing the run state", err);
     *complete = flags[0];
     *has_checkpoint = flags[1];
+    *rewrite = flags[2];
     return status;
+}
+
+/* A finished run's model is written again only from the checkpoint of its
+ * last epoch, never by training on from an earlier one. */
+static ap_status check_final_checkpoint(const trainer *t, ap_error *err)
+{
+    if (t->position.epoch == t->cfg->train.epochs && t->position.step_in_epoch == 0)
+        return AP_OK;
+    return ap_error_set(err, AP_ERR_INVALID,
+                        "%s/checkpoint.safetensors is at epoch %ld step %ld, not at the end of "
+                        "the run's %d epochs, so it cannot give the finished model; choose a new "
+                        "run_name (--set run_name=NAME), or remove %s/%s and resume the run",
+                        t->run_dir, t->position.epoch + 1, t->position.global_step,
+                        t->cfg->train.epochs, t->run_dir, AP_RUN_COMPLETE_FILE);
 }
 
 static ap_status write_config_copy(const trainer *t, ap_error *err)
@@ -328,7 +367,7 @@ static ap_status write_model_files(trainer *t, ap_train_outcome *outcome, ap_err
         .spec = &t->spec,
         .param_total = ap_net_param_total(t->net),
         .data = &t->data,
-        .weights_file = "model.safetensors",
+        .weights_file = AP_RUN_MODEL_FILE,
         .weights_sha256 = weights_hash,
         .epochs = t->position.epoch,
         .steps = t->position.global_step,
@@ -340,12 +379,8 @@ static ap_status write_model_files(trainer *t, ap_train_outcome *outcome, ap_err
         return status;
 
     /* The marker comes last, after the weights and card are durable. */
-    char path[AP_PATH_MAX + 64], text[256];
-    run_path(t, COMPLETE_MARKER, path, sizeof(path));
-    int length = snprintf(text, sizeof(text),
-                          "{\"epochs\": %ld, \"steps\": %ld, \"weights_sha256\": \"%s\"}\n",
-                          t->position.epoch, t->position.global_step, weights_hash);
-    return ap_write_atomic(path, text, (size_t)length, err);
+    return ap_run_mark_complete(t->run_dir, t->position.epoch, t->position.global_step,
+                                weights_hash, err);
 }
 
 static ap_status write_final_outputs(trainer *t, ap_train_outcome *outcome, ap_error *err)
@@ -695,16 +730,16 @@ static void trainer_free(trainer *t)
 
 static ap_status train_run(trainer *t, ap_train_outcome *outcome, ap_error *err)
 {
-    bool complete = false, has_checkpoint = false;
+    bool complete = false, has_checkpoint = false, rewrite = false;
     ap_status status = ap_run_dir(t->cfg, t->run_dir, sizeof(t->run_dir), err);
     if (status == AP_OK)
-        status = find_run_state(t, &complete, &has_checkpoint, err);
+        status = find_run_state(t, &complete, &has_checkpoint, &rewrite, err);
     if (status != AP_OK)
         return status;
 
     snprintf(outcome->run_dir, sizeof(outcome->run_dir), "%s", t->run_dir);
-    run_path(t, "model.safetensors", outcome->model_path, sizeof(outcome->model_path));
-    run_path(t, "model_card.json", outcome->card_path, sizeof(outcome->card_path));
+    run_path(t, AP_RUN_MODEL_FILE, outcome->model_path, sizeof(outcome->model_path));
+    run_path(t, AP_RUN_CARD_FILE, outcome->card_path, sizeof(outcome->card_path));
     if (complete) {
         outcome->already_complete = true;
         AP_INFO("run %s is already complete; nothing to train", t->run_dir);
@@ -715,6 +750,8 @@ static ap_status train_run(trainer *t, ap_train_outcome *outcome, ap_error *err)
     if (threads > 0)
         omp_set_num_threads(threads);
     status = setup(t, has_checkpoint, err);
+    if (status == AP_OK && rewrite)
+        status = check_final_checkpoint(t, err);
     if (status == AP_OK)
         status = train_epochs(t, outcome, err);
     if (status == AP_OK)

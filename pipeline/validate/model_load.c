@@ -154,6 +154,13 @@ static ap_status locate_weights(const char *card_path, const json_t *card, ap_lo
     if (status != AP_OK)
         return status;
 
+    if (!ap_path_exists(out->weights_path))
+        return ap_error_set(err, AP_ERR_NOT_FOUND,
+                            "weights file %s, which model card %s names, is missing; copy it "
+                            "from the run or registry version the card came from, or, in a run "
+                            "folder that still has its final checkpoint, rerun apiary train for "
+                            "that run to write it again",
+                            out->weights_path, card_path);
     char actual[65];
     status = ap_sha256_file(out->weights_path, actual, err);
     if (status != AP_OK)

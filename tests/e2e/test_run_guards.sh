@@ -2,6 +2,8 @@
 # Guards around a run folder and the registry, with the CI config:
 # - rerunning a finished run with other model settings fails with exit 2 and
 #   names the keys with both values;
+# - a finished run whose model is gone gets it again from the final
+#   checkpoint, and without one, train and validate print what to do;
 # - a second training of a run that is being trained fails at once and names
 #   the other process;
 # - two promotions of one run at once register one version;
@@ -35,6 +37,41 @@ grep -q "choose a new run_name" "$work/changed.err" || fail "the error does not 
 "$APIARY" train "${common[@]}" --set run_name=done --set train.epochs=1 > /dev/null \
     2> "$work/same.err" || { cat "$work/same.err"; fail "rerunning a finished run failed"; }
 grep -q "already complete; nothing to train" "$work/same.err" || fail "the rerun did not skip"
+
+# ---- A finished run whose model is gone ----
+# With the final checkpoint there, train writes the same model again.
+cp -r "$work/runs/done" "$work/runs/gone"
+cp "$work/runs/done/model.safetensors" "$work/done-model"
+rm "$work/runs/done/model.safetensors"
+"$APIARY" train "${common[@]}" --set run_name=done --set train.epochs=1 > /dev/null \
+    2> "$work/rewrite.err" || { cat "$work/rewrite.err"; fail "writing the model again failed"; }
+grep -q "WARN.*run $work/runs/done is marked complete (complete.json), but its weights file \
+$work/runs/done/model.safetensors is missing; writing the model and card again from the final \
+checkpoint $work/runs/done/checkpoint.safetensors" "$work/rewrite.err" ||
+    { cat "$work/rewrite.err"; fail "no warning that names the missing model"; }
+cmp -s "$work/done-model" "$work/runs/done/model.safetensors" ||
+    fail "the model written again differs from the trained one"
+# Without a checkpoint, train fails and prints what to do, and so does validate.
+rm "$work/runs/gone/model.safetensors" "$work/runs/gone/checkpoint.safetensors"
+set +e
+"$APIARY" train "${common[@]}" --set run_name=gone --set train.epochs=1 > /dev/null \
+    2> "$work/gone.err"
+code=$?
+set -e
+[ "$code" -ne 0 ] || fail "training a finished run without its model and checkpoint succeeded"
+grep -q "ERROR.*$work/runs/gone/model.safetensors is missing, and it has no checkpoint" \
+    "$work/gone.err" || { cat "$work/gone.err"; fail "the error does not name the missing model"; }
+grep -q "choose a new run_name.*or remove $work/runs/gone/complete.json and train the run again" \
+    "$work/gone.err" || { cat "$work/gone.err"; fail "the error does not say what to do"; }
+set +e
+"$APIARY" validate "${common[@]}" --set run_name=gone --set train.epochs=1 > /dev/null \
+    2> "$work/gone-validate.err"
+code=$?
+set -e
+[ "$code" -ne 0 ] || fail "validating a run without its model succeeded"
+grep -q "weights file $work/runs/gone/model.safetensors, which model card .* names, is missing; \
+copy it" "$work/gone-validate.err" ||
+    { cat "$work/gone-validate.err"; fail "the validate error does not say what to do"; }
 
 # ---- Two trainings of one run folder ----
 "$APIARY" train "${common[@]}" --set run_name=busy --set train.epochs=200 > /dev/null \
