@@ -45,6 +45,14 @@ enum {
  * error. allowed is a set of AP_CLI_* flags; 0 allows only the shared options. */
 bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *options);
 
+/* Write into out the command "apiary STAGE -c CONFIG [--set KEY=VALUE]...
+ * [SUFFIX]" with the config and overrides of options, quoted for a POSIX
+ * shell, so that a hint in a message reaches the same run. suffix may be
+ * NULL. When the command does not fit, out names the options instead.
+ * Returns out. */
+const char *ap_cli_command_text(const char *stage, const ap_cli_options *options,
+                                const char *suffix, char *out, size_t out_size);
+
 /* Load the config file and apply the overrides; prints errors. */
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg);
 

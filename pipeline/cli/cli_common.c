@@ -99,6 +99,55 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
     return true;
 }
 
+/* Append piece to the text of *used bytes. Returns false when it does not fit. */
+static bool append_text(char *text, size_t size, size_t *used, const char *piece)
+{
+    size_t length = strlen(piece);
+    if (*used + length >= size)
+        return false;
+    memcpy(text + *used, piece, length + 1);
+    *used += length;
+    return true;
+}
+
+/* Append a space and argument, in single quotes unless every character of
+ * it is one that a POSIX shell takes literally. */
+static bool append_argument(char *text, size_t size, size_t *used, const char *argument)
+{
+    static const char literal[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789@%+=:,./_-";
+    bool quote = argument[0] == '\0' || strspn(argument, literal) != strlen(argument);
+    bool fits = append_text(text, size, used, quote ? " '" : " ");
+    for (const char *c = argument; fits && *c != '\0'; c++) {
+        char piece[2] = {*c, '\0'};
+        /* A quote inside single quotes is written as '\'' (close, escaped quote, reopen). */
+        fits = append_text(text, size, used, *c == '\'' ? "'\\''" : piece);
+    }
+    if (fits && quote)
+        fits = append_text(text, size, used, "'");
+    return fits;
+}
+
+const char *ap_cli_command_text(const char *stage, const ap_cli_options *options,
+                                const char *suffix, char *out, size_t out_size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    bool fits = append_text(out, out_size, &used, "apiary") &&
+                append_argument(out, out_size, &used, stage) &&
+                append_argument(out, out_size, &used, "-c") &&
+                append_argument(out, out_size, &used, options->config_path);
+    for (int i = 0; fits && i < options->override_count; i++)
+        fits = append_argument(out, out_size, &used, "--set") &&
+               append_argument(out, out_size, &used, options->overrides[i]);
+    if (fits && suffix != NULL)
+        fits = append_argument(out, out_size, &used, suffix);
+    if (!fits)
+        snprintf(out, out_size, "apiary %s -c %s with the same --set options%s%s", stage,
+                 options->config_path, suffix != NULL ? " and " : "", suffix != NULL ? suffix : "");
+    return out;
+}
+
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg)
 {
     ap_error err = {0};

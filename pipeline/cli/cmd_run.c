@@ -97,10 +97,14 @@ int ap_cmd_run(int argc, char **argv)
     if (code != AP_EXIT_OK)
         return code;
 
+    /* apiary run always resumes, so the same command continues a stopped run. */
+    char same_command[768];
+    ap_cli_command_text("run", &options, NULL, same_command, sizeof(same_command));
     ap_train_request train = {
         .cfg = &cfg,
         .resume = true,
         .stop_requested = ap_cli_install_stop_handler(),
+        .continue_command = same_command,
     };
     ap_train_outcome trained;
     ap_error err = {0};
@@ -114,7 +118,7 @@ int ap_cmd_run(int argc, char **argv)
         return trained_status != AP_OK ? ap_cli_report("train", &err) : AP_EXIT_IO;
 
     AP_INFO("stage 2 of 3: validate");
-    ap_validate_request validate = {.cfg = &cfg};
+    ap_validate_request validate = {.cfg = &cfg, .finish_command = same_command};
     ap_validate_outcome validated = {0};
     ap_status validated_status = ap_validate(&validate, &validated, &err);
     if (ap_cli_store_upload(&outputs, &cfg) != AP_EXIT_OK || validated_status != AP_OK)

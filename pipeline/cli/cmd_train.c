@@ -45,10 +45,13 @@ int ap_cmd_train(int argc, char **argv)
     if (code != AP_EXIT_OK)
         return code;
 
+    char continue_command[768];
     ap_train_request request = {
         .cfg = &cfg,
         .resume = options.resume,
         .stop_requested = ap_cli_install_stop_handler(),
+        .continue_command = ap_cli_command_text("train", &options, "--resume", continue_command,
+                                                sizeof(continue_command)),
     };
     ap_train_outcome outcome;
     ap_error err = {0};

@@ -150,7 +150,12 @@ int ap_cmd_validate(int argc, char **argv)
     if (code != AP_EXIT_OK)
         return code;
 
-    ap_validate_request request = {.cfg = &cfg};
+    char finish_command[768];
+    ap_validate_request request = {
+        .cfg = &cfg,
+        .finish_command = ap_cli_command_text("train", &options, "--resume", finish_command,
+                                              sizeof(finish_command)),
+    };
     ap_error err = {0};
     ap_validate_outcome outcome = {0};
     ap_status status = ap_validate(&request, &outcome, &err);

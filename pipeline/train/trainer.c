@@ -336,10 +336,12 @@ static ap_status run_epoch(trainer *t, double *mean_loss, double *images_per_sec
             status = save_checkpoint(t, err);
             if (status != AP_OK)
                 return status;
+            const char *command = t->request->continue_command;
             return ap_error_set(err, AP_ERR_INTERRUPTED,
                                 "stopped by a signal at epoch %ld step %ld; the checkpoint in "
-                                "%s is saved, rerun with --resume to continue",
-                                t->position.epoch + 1, t->position.global_step, t->run_dir);
+                                "%s is saved, so rerun %s to continue from it",
+                                t->position.epoch + 1, t->position.global_step, t->run_dir,
+                                command != NULL ? command : "the command with --resume");
         }
     }
     double seconds = now_seconds() - epoch_start;

@@ -14,6 +14,9 @@ typedef struct {
     bool resume;
     /* Set by a signal handler; the loop saves a checkpoint and stops. */
     const volatile sig_atomic_t *stop_requested;
+    /* The command that continues this run after a stop, for the message
+     * of a stop; NULL for a generic hint to rerun with --resume. */
+    const char *continue_command;
 } ap_train_request;
 
 typedef struct {

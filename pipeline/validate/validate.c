@@ -35,9 +35,15 @@ static ap_status require_complete_run(const ap_validation *v, ap_error *err)
     run_path(v, "complete.json", path, sizeof(path));
     if (ap_path_exists(path))
         return AP_OK;
+    if (v->finish_command != NULL)
+        return ap_error_set(err, AP_ERR_NOT_FOUND,
+                            "run %s has not finished training (no complete.json); finish it with "
+                            "%s, or validate another run (--set run_name=...)",
+                            v->run_dir, v->finish_command);
     return ap_error_set(err, AP_ERR_NOT_FOUND,
                         "run %s has not finished training (no complete.json); finish it with "
-                        "apiary train -c %s --resume, or validate another run (--set run_name=...)",
+                        "apiary train -c %s and the same --set options and --resume, or validate "
+                        "another run (--set run_name=...)",
                         v->run_dir, v->cfg->source_path[0] ? v->cfg->source_path : "CONFIG");
 }
 
@@ -562,6 +568,7 @@ ap_status ap_validate(const ap_validate_request *request, ap_validate_outcome *o
     if (v == NULL)
         return ap_error_set(err, AP_ERR_NOMEM, "cannot allocate the validation state");
     v->cfg = request->cfg;
+    v->finish_command = request->finish_command;
     ap_status status = run_validation(v, outcome, err);
     if (status == AP_OK)
         AP_INFO("validation of %s %s; report %s", v->run_dir, v->passed ? "passed" : "failed",

@@ -21,6 +21,9 @@
 
 typedef struct {
     const ap_config *cfg;
+    /* The command that finishes training the run, for the message about an
+     * unfinished run; NULL for a generic hint. */
+    const char *finish_command;
 } ap_validate_request;
 
 typedef struct {

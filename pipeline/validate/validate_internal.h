@@ -62,6 +62,7 @@ typedef struct {
 
 typedef struct {
     const ap_config *cfg;
+    const char *finish_command; /* see ap_validate_request; may be NULL */
     char run_dir[AP_PATH_MAX];
     ap_gate_rule rules[AP_GATE_MAX_RULES];
     int rule_count;
