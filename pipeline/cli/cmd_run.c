@@ -39,6 +39,24 @@ static void format_metric(const json_t *metrics, const char *name, char *out, si
         snprintf(out, size, "%-20.3f", json_number_value(value));
 }
 
+/* Print what failed in the comparison with the champion: lost labels and
+ * labels with a significant regression. */
+static void print_comparison_failures(const json_t *comparison)
+{
+    const json_t *label_check = json_object_get(comparison, "label_check");
+    if (label_check != NULL && !json_is_true(json_object_get(label_check, "passed")))
+        printf("  FAIL champion labels: %s\n",
+               json_string_value(json_object_get(label_check, "detail")));
+    const char *label;
+    const json_t *entry;
+    json_object_foreach((json_t *)json_object_get(comparison, "labels"), label, entry)
+    {
+        if (!json_is_true(json_object_get(entry, "passed")))
+            printf("  FAIL champion comparison of %s: %s\n", label,
+                   json_string_value(json_object_get(entry, "detail")));
+    }
+}
+
 /* Print per-label test metrics with intervals, and the verdict. */
 static void print_summary(const json_t *report, const ap_promote_outcome *promotion)
 {
@@ -65,6 +83,7 @@ static void print_summary(const json_t *report, const ap_promote_outcome *promot
                json_string_value(json_object_get(rule, "rule")),
                json_string_value(json_object_get(rule, "detail")));
     }
+    print_comparison_failures(json_object_get(report, "comparison"));
     if (promotion->blocked)
         printf("registry: nothing registered, champion unchanged\n");
     else

@@ -12,9 +12,10 @@ static void print_validate_help(void)
          "\n"
          "Check the finished run OUTPUT_DIR/RUN_NAME against the gate: data checks on the\n"
          "test split, thresholds chosen on the validation split, test metrics with\n"
-         "confidence intervals, the gate.rules bars and no significant accuracy\n"
-         "regression against the registry's champion. Writes report.json, report.md and\n"
-         "report.html into the run folder and the thresholds into model_card.json.\n"
+         "confidence intervals, the gate.rules bars, and against the registry's champion\n"
+         "no significant accuracy regression and no champion label missing. Writes\n"
+         "report.json, report.md and report.html into the run folder and the thresholds\n"
+         "into model_card.json.\n"
          "An s3:// output_dir or data.root is fetched first and the run folder uploaded\n"
          "after validation.\n"
          "\n"
@@ -109,6 +110,11 @@ static void print_comparison(const json_t *report)
     }
     printf("  champion version %" JSON_INTEGER_FORMAT ":\n",
            json_integer_value(json_object_get(comparison, "champion_version")));
+    const json_t *label_check = json_object_get(comparison, "label_check");
+    if (label_check != NULL)
+        printf("    %-14s %s: %s\n", "(labels)",
+               json_is_true(json_object_get(label_check, "passed")) ? "passed" : "FAILED",
+               json_string_value(json_object_get(label_check, "detail")));
     const char *label;
     const json_t *entry;
     json_object_foreach((json_t *)json_object_get(comparison, "labels"), label, entry)

@@ -97,16 +97,33 @@ static bool all_passed(const json_t *entries, const char *what, char *why, size_
     return true;
 }
 
-/* The report passes under the config's gate: its verdict, every configured
- * rule recomputed from the recorded values, every data check and every
- * champion comparison. A report made under other rules, or edited to say
- * passed, does not. */
-static bool report_passes(const json_t *report, const ap_config *cfg, char *why, size_t why_size)
+/* The champion comparison fails when this model lacks a champion label. A
+ * report without the label check compared only the shared labels, so it
+ * does not pass either. */
+static bool labels_kept(const json_t *comparison, char *why, size_t why_size)
 {
-    if (!json_is_true(json_object_get(report, "passed"))) {
-        snprintf(why, why_size, "the report's verdict is failed");
+    const json_t *check = json_object_get(comparison, "label_check");
+    if (check == NULL) {
+        snprintf(why, why_size,
+                 "the champion comparison has no label check; run apiary validate again");
         return false;
     }
+    if (json_is_true(json_object_get(check, "passed")))
+        return true;
+    const char *detail = json_string_value(json_object_get(check, "detail"));
+    snprintf(why, why_size, "the champion comparison failed: %s",
+             detail != NULL ? detail : "this model lacks labels of the champion");
+    return false;
+}
+
+/* The report passes under the config's gate: every configured rule
+ * recomputed from the recorded values, every data check, every champion
+ * comparison including the check that no champion label is lost, and its
+ * verdict. A report made under other rules, or edited to say passed, does
+ * not. why names the first failure, checking the verdict last so that a
+ * failed report names its cause. */
+static bool report_passes(const json_t *report, const ap_config *cfg, char *why, size_t why_size)
+{
     for (int i = 0; i < cfg->gate.rule_count; i++)
         if (!rule_holds(report, cfg->gate.rules[i], why, why_size))
             return false;
@@ -114,9 +131,14 @@ static bool report_passes(const json_t *report, const ap_config *cfg, char *why,
         return false;
     const json_t *comparison = json_object_get(report, "comparison");
     if (!json_is_true(json_object_get(comparison, "skipped")) &&
-        !all_passed(json_object_get(comparison, "labels"), "the champion comparison", why,
-                    why_size))
+        !(labels_kept(comparison, why, why_size) &&
+          all_passed(json_object_get(comparison, "labels"), "the champion comparison", why,
+                     why_size)))
         return false;
+    if (!json_is_true(json_object_get(report, "passed"))) {
+        snprintf(why, why_size, "the report's verdict is failed");
+        return false;
+    }
     return true;
 }
 
@@ -143,7 +165,7 @@ static ap_status read_verdict(const run_files *files, const ap_config *cfg, bool
                               files->report, reported ? reported : "missing", files->model,
                               files->model_sha256);
     if (status == AP_OK) {
-        char why[256] = "";
+        char why[2048] = "";
         *passed = report_passes(report, cfg, why, sizeof(why));
         if (!*passed)
             AP_WARN("%s does not pass the configured gate: %s", files->report, why);

@@ -337,7 +337,16 @@ size_t ap_report_visit_failures(const json_t *report, ap_report_failure_visitor 
         count++;
     }
 
-    const json_t *by_label = ap_report_object(ap_report_object(report, "comparison"), "labels");
+    const json_t *comparison = ap_report_object(report, "comparison");
+    const json_t *missing =
+        ap_report_array(ap_report_object(comparison, "label_check"), "missing_labels");
+    for (size_t i = 0; i < json_array_size(missing); i++) {
+        const char *name = json_string_value(json_array_get(missing, i));
+        visit(context, "missing champion label", name != NULL ? name : "(unnamed)", NULL);
+        count++;
+    }
+
+    const json_t *by_label = ap_report_object(comparison, "labels");
     const char *label;
     json_t *result;
     json_object_foreach((json_t *)by_label, label, result)

@@ -76,15 +76,17 @@ int ap_report_bool(const json_t *parent, const char *key);
 /* The entry of the rules array whose "rule" text equals rule, or NULL. */
 const json_t *ap_report_find_rule(const json_t *report, const char *rule);
 
-/* Called once per reason for a failed verdict: kind is "rule", "data check"
- * or "champion comparison", subject the rule text, check name or label, and
- * actual the rule's formatted actual value (NULL for the other kinds). */
+/* Called once per reason for a failed verdict: kind is "rule", "data check",
+ * "missing champion label" or "champion comparison", subject the rule text,
+ * check name or label, and actual the rule's formatted actual value (NULL
+ * for the other kinds). */
 typedef void (*ap_report_failure_visitor)(void *context, const char *kind, const char *subject,
                                           const char *actual);
 
 /* Visit the failed rules ("failed_rules", or the rules marked failed when
- * that list is missing), then the failed data checks, then the labels that
- * failed the champion comparison. Returns how many were visited. */
+ * that list is missing), then the failed data checks, then the champion
+ * labels this model lacks, then the labels that failed the champion
+ * comparison. Returns how many were visited. */
 size_t ap_report_visit_failures(const json_t *report, ap_report_failure_visitor visit,
                                 void *context);
 

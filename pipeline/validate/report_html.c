@@ -260,6 +260,13 @@ static void write_comparison(ap_text *text, const json_t *report)
     ap_text_printf(text, "; maximum regression %s, significance level %s.</p>",
                    ap_format_number(ap_report_number(comparison, "max_regression"), regression),
                    ap_format_number(ap_report_number(comparison, "alpha"), alpha));
+    const json_t *label_check = ap_report_object(comparison, "label_check");
+    const char *label_detail = ap_report_string(label_check, "detail");
+    if (label_detail != NULL) {
+        ap_text_printf(text, "<p>Labels (%s): ", ap_format_verdict(label_check, "passed"));
+        ap_text_append_html(text, label_detail);
+        ap_text_append(text, ".</p>");
+    }
     const json_t *by_label = ap_report_object(comparison, "labels");
     if (json_object_size(by_label) == 0)
         ap_text_append(text, "<p class=\"muted\">No labels were compared.</p>");

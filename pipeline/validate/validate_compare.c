@@ -1,5 +1,10 @@
 /* The comparison with the registry champion.
  *
+ * Labels are matched by name, so their order in the two models does not
+ * matter. A champion label that this model lacks fails the comparison,
+ * because promoting the model would stop serving and scoring that label;
+ * labels this model adds pass and are recorded.
+ *
  * Both models score the same test images, each at its own thresholds (the
  * champion's come from its model card). For every label the two share, a
  * regression is a drop in accuracy larger than gate.max_regression that
@@ -199,6 +204,66 @@ static ap_status compare_label(ap_validation *v, const ap_loaded_model *champion
     return AP_OK;
 }
 
+/* Append the names, separated by commas, to out. */
+static void join_labels(char names[][AP_NAME_MAX], int count, char *out, size_t out_size)
+{
+    size_t used = strlen(out);
+    for (int i = 0; i < count && used + 1 < out_size; i++) {
+        int written = snprintf(out + used, out_size - used, "%s%s", i > 0 ? ", " : "", names[i]);
+        if (written > 0)
+            used += (size_t)written;
+    }
+}
+
+static void describe_label_sets(ap_champion_comparison *comparison)
+{
+    char *detail = comparison->label_detail;
+    size_t size = sizeof(comparison->label_detail);
+    int version = comparison->champion_version;
+    if (comparison->missing_count > 0) {
+        snprintf(detail, size, "this model lacks %s ",
+                 comparison->missing_count > 1 ? "labels" : "label");
+        join_labels(comparison->missing_labels, comparison->missing_count, detail, size);
+        size_t used = strlen(detail);
+        snprintf(detail + used, size - used,
+                 " of champion version %d, so promoting it would stop serving and scoring %s; "
+                 "train with every champion label in data.labels, or override the gate with "
+                 "apiary promote --force --reason TEXT",
+                 version, comparison->missing_count > 1 ? "them" : "it");
+    } else if (comparison->added_count > 0) {
+        snprintf(detail, size, "this model has every label of champion version %d and adds ",
+                 version);
+        join_labels(comparison->added_labels, comparison->added_count, detail, size);
+        size_t used = strlen(detail);
+        snprintf(detail + used, size - used, ", which the champion has no result for");
+    } else {
+        snprintf(detail, size, "this model has the labels of champion version %d", version);
+    }
+}
+
+/* Record which champion labels this model lacks and which labels it adds,
+ * matching them by name. */
+static void compare_label_sets(ap_validation *v, const ap_loaded_model *champion)
+{
+    ap_champion_comparison *comparison = &v->comparison;
+    const ap_data_config *data = &v->cfg->data;
+    for (int l = 0; l < champion->label_count; l++) {
+        bool present = false;
+        for (int k = 0; k < data->label_count && !present; k++)
+            present = strcmp(champion->labels[l], data->labels[k]) == 0;
+        if (!present)
+            snprintf(comparison->missing_labels[comparison->missing_count++], AP_NAME_MAX, "%s",
+                     champion->labels[l]);
+    }
+    for (int l = 0; l < data->label_count; l++) {
+        if (ap_loaded_model_label_index(champion, data->labels[l]) < 0)
+            snprintf(comparison->added_labels[comparison->added_count++], AP_NAME_MAX, "%s",
+                     data->labels[l]);
+    }
+    comparison->passed = comparison->passed && comparison->missing_count == 0;
+    describe_label_sets(comparison);
+}
+
 static ap_status compare_labels(ap_validation *v, const ap_loaded_model *champion, ap_error *err)
 {
     size_t count = v->test.count;
@@ -249,17 +314,12 @@ ap_status ap_validation_compare_champion(ap_validation *v, ap_error *err)
     status = ap_model_load(card_path, ap_net_batch(v->model.net), &champion, err);
     if (status == AP_OK) {
         memcpy(comparison->champion_sha256, champion.weights_sha256, 65);
+        compare_label_sets(v, &champion);
         status = compare_labels(v, &champion, err);
     }
     ap_loaded_model_free(&champion);
     if (status != AP_OK)
         return ap_error_prefix(err, "comparing with champion version %d",
                                comparison->champion_version);
-    if (comparison->label_count == 0) {
-        comparison->skipped = true;
-        snprintf(comparison->reason, sizeof(comparison->reason),
-                 "champion version %d shares no label with this model",
-                 comparison->champion_version);
-    }
     return AP_OK;
 }

@@ -49,6 +49,14 @@ typedef struct {
     char champion_sha256[65];
     int label_count;
     ap_label_comparison labels[AP_MAX_LABELS];
+    /* Champion labels that this model lacks fail the gate, because promoting
+     * the model would stop serving and scoring them. Labels that this model
+     * adds pass, since the champion has no result to compare them with. */
+    int missing_count;
+    char missing_labels[AP_MAX_LABELS][AP_NAME_MAX];
+    int added_count;
+    char added_labels[AP_MAX_LABELS][AP_NAME_MAX];
+    char label_detail[1536];
     bool passed;
 } ap_champion_comparison;
 

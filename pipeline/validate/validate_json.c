@@ -177,6 +177,27 @@ static json_t *comparison_label_json(const ap_label_comparison *c)
                      "passed", c->passed, "detail", c->detail);
 }
 
+static json_t *names_json(const char names[][AP_NAME_MAX], int count)
+{
+    json_t *array = json_array();
+    for (int i = 0; array != NULL && i < count; i++) {
+        if (json_array_append_new(array, json_string(names[i])) != 0) {
+            json_decref(array);
+            return NULL;
+        }
+    }
+    return array;
+}
+
+/* {"passed", "missing_labels", "added_labels", "detail"}: the champion
+ * labels this model lacks fail the comparison. */
+static json_t *label_check_json(const ap_champion_comparison *c)
+{
+    return json_pack("{s:b, s:o, s:o, s:s}", "passed", c->missing_count == 0, "missing_labels",
+                     names_json(c->missing_labels, c->missing_count), "added_labels",
+                     names_json(c->added_labels, c->added_count), "detail", c->label_detail);
+}
+
 static json_t *comparison_json(const ap_validation *v)
 {
     const ap_champion_comparison *c = &v->comparison;
@@ -193,9 +214,10 @@ static json_t *comparison_json(const ap_validation *v)
         return json_pack("{s:b, s:s, s:n, s:n, s:f, s:f, s:o}", "skipped", 1, "reason", c->reason,
                          "champion_version", "champion_sha256", "max_regression",
                          gate->max_regression, "alpha", gate->regression_alpha, "labels", labels);
-    return json_pack("{s:b, s:i, s:s, s:f, s:f, s:o}", "skipped", 0, "champion_version",
+    return json_pack("{s:b, s:i, s:s, s:f, s:f, s:o, s:o}", "skipped", 0, "champion_version",
                      c->champion_version, "champion_sha256", c->champion_sha256, "max_regression",
-                     gate->max_regression, "alpha", gate->regression_alpha, "labels", labels);
+                     gate->max_regression, "alpha", gate->regression_alpha, "label_check",
+                     label_check_json(c), "labels", labels);
 }
 
 static json_t *label_names_json(const ap_config *cfg)

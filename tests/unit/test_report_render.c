@@ -461,6 +461,27 @@ static void test_comparison_missing(const json_t *fixture)
     json_decref(report);
 }
 
+static void test_missing_champion_labels(const json_t *fixture)
+{
+    json_t *report = json_deep_copy(fixture);
+    json_t *comparison = json_object_get(report, "comparison");
+    json_object_set_new(comparison, "label_check",
+                        json_pack("{s:b, s:[s, s], s:[], s:s}", "passed", 0, "missing_labels",
+                                  "hornet", "asian_hornet", "added_labels", "detail",
+                                  "this model lacks labels hornet, asian_hornet"));
+    char *markdown = ap_report_markdown(report), *html = ap_report_html(report);
+    char *first_line = markdown != NULL ? strndup(markdown, strcspn(markdown, "\n")) : NULL;
+    CHECK_HAS(first_line, "missing champion label `hornet`");
+    CHECK_HAS(first_line, "missing champion label `asian_hornet`");
+    CHECK_HAS(markdown, "Labels (fail): this model lacks labels hornet, asian\\_hornet.");
+    CHECK_HAS(html, "<li>missing champion label ");
+    CHECK_HAS(html, "<p>Labels (fail): this model lacks labels hornet, asian_hornet.</p>");
+    free(first_line);
+    free(markdown);
+    free(html);
+    json_decref(report);
+}
+
 static void test_minimal_report(void)
 {
     json_t *report = json_pack("{s:b}", "passed", 1);
@@ -530,6 +551,7 @@ int main(void)
     test_svg_step_curve();
     test_svg_calibration_bins();
     test_comparison_missing(report);
+    test_missing_champion_labels(report);
     test_minimal_report();
     test_label_without_results();
     test_invalid_reports();

@@ -549,7 +549,149 @@ static void test_champion_other_input(const char *data_dir)
     CHECK(json_is_number(json_object_get(bright, "p_value")));
     CHECK(strcmp(json_string_value(json_object_get(comparison, "champion_sha256")),
                  json_string_value(json_object_get(report, "model_sha256"))) != 0);
+    /* A label the champion lacks passes and is recorded. */
+    const json_t *label_check = json_object_get(comparison, "label_check");
+    CHECK(json_is_true(json_object_get(label_check, "passed")));
+    CHECK_INT_EQ(json_array_size(json_object_get(label_check, "missing_labels")), 0);
+    const json_t *added = json_object_get(label_check, "added_labels");
+    CHECK_INT_EQ(json_array_size(added), 1);
+    CHECK_STR_CONTAINS(json_string_value(json_array_get(added, 0)), "red");
+    CHECK_STR_CONTAINS(json_string_value(json_object_get(label_check, "detail")), "adds red");
+    CHECK(outcome.passed);
     json_decref(report);
+    ap_validate_outcome_free(&outcome);
+
+    char command[1500];
+    snprintf(command, sizeof(command), "rm -rf '%s/registry'", work_dir);
+    CHECK_INT_EQ(system(command), 0);
+}
+
+/* Train run_name on the synthetic data with the given data.labels and gate.rules. */
+static void train_with_labels(const char *data_dir, const char *run_name, const char *labels,
+                              const char *rules, ap_config *cfg)
+{
+    char run_dir[1400], assignment[256];
+    snprintf(run_dir, sizeof(run_dir), "%s/runs/%s", work_dir, run_name);
+    write_split(run_dir, false);
+    make_config(cfg, data_dir, run_name, NULL);
+    ap_error err = {0};
+    snprintf(assignment, sizeof(assignment), "data.labels=%s", labels);
+    CHECK_INT_EQ(ap_config_set(cfg, assignment, &err), AP_OK);
+    snprintf(assignment, sizeof(assignment), "gate.rules=%s", rules);
+    CHECK_INT_EQ(ap_config_set(cfg, assignment, &err), AP_OK);
+    CHECK_INT_EQ(ap_config_validate(cfg, &err), AP_OK);
+    train(cfg);
+}
+
+static double test_accuracy(const json_t *report, const char *label)
+{
+    const json_t *labels = json_object_get(json_object_get(report, "test"), "labels");
+    const json_t *metrics = json_object_get(json_object_get(labels, label), "metrics");
+    return json_number_value(json_object_get(json_object_get(metrics, "accuracy"), "value"));
+}
+
+/* The "clean" run, which has labels bright and red, as champion. */
+static void make_clean_champion(const char *data_dir, const char *run_dir)
+{
+    char command[1500];
+    snprintf(command, sizeof(command), "rm -rf '%s/registry'", work_dir);
+    CHECK_INT_EQ(system(command), 0);
+    ap_config cfg;
+    make_config(&cfg, data_dir, "clean", "bright.recall >= 0");
+    ap_validate_outcome outcome;
+    ap_error err = {0};
+    CHECK_INT_EQ(validate(&cfg, &outcome, &err), AP_OK);
+    CHECK(outcome.passed);
+    ap_validate_outcome_free(&outcome);
+    register_champion(&cfg, run_dir);
+}
+
+/* A model without the champion's red label fails the gate, even though the
+ * label it keeps compares well: promoting it would stop serving red. */
+static void test_champion_label_missing(const char *data_dir, const char *run_dir)
+{
+    make_clean_champion(data_dir, run_dir);
+    ap_config cfg;
+    train_with_labels(data_dir, "bright-only", "bright", "bright.recall >= 0", &cfg);
+    ap_validate_outcome outcome;
+    ap_error err = {0};
+    CHECK_INT_EQ(validate(&cfg, &outcome, &err), AP_OK);
+    CHECK(!outcome.passed);
+    char challenger_dir[1400];
+    snprintf(challenger_dir, sizeof(challenger_dir), "%s/runs/bright-only", work_dir);
+    json_t *report = load_json(challenger_dir, "report.json");
+    CHECK(json_is_false(json_object_get(report, "passed")));
+    const json_t *comparison = json_object_get(report, "comparison");
+    CHECK(json_is_false(json_object_get(comparison, "skipped")));
+    const json_t *label_check = json_object_get(comparison, "label_check");
+    CHECK(json_is_false(json_object_get(label_check, "passed")));
+    const json_t *missing = json_object_get(label_check, "missing_labels");
+    CHECK_INT_EQ(json_array_size(missing), 1);
+    CHECK_STR_CONTAINS(json_string_value(json_array_get(missing, 0)), "red");
+    CHECK_INT_EQ(json_array_size(json_object_get(label_check, "added_labels")), 0);
+    const char *detail = json_string_value(json_object_get(label_check, "detail"));
+    CHECK_STR_CONTAINS(detail, "lacks label red of champion version 1");
+    CHECK_STR_CONTAINS(detail, "apiary promote --force --reason TEXT");
+    const json_t *labels = json_object_get(comparison, "labels");
+    CHECK_INT_EQ(json_object_size(labels), 1);
+    CHECK(json_is_true(json_object_get(json_object_get(labels, "bright"), "passed")));
+    json_decref(report);
+    ap_validate_outcome_free(&outcome);
+
+    /* With no shared label the comparison fails too, rather than being skipped. */
+    ap_config red_cfg;
+    train_with_labels(data_dir, "red-only", "red", "red.recall >= 0", &red_cfg);
+    CHECK_INT_EQ(ap_config_set(&red_cfg, "registry.model_name=red-only", &err), AP_OK);
+    CHECK_INT_EQ(validate(&red_cfg, &outcome, &err), AP_OK);
+    CHECK(outcome.passed);
+    ap_validate_outcome_free(&outcome);
+    char red_dir[1400];
+    snprintf(red_dir, sizeof(red_dir), "%s/runs/red-only", work_dir);
+    register_champion(&red_cfg, red_dir);
+    CHECK_INT_EQ(ap_config_set(&cfg, "registry.model_name=red-only", &err), AP_OK);
+    CHECK_INT_EQ(validate(&cfg, &outcome, &err), AP_OK);
+    CHECK(!outcome.passed);
+    report = load_json(challenger_dir, "report.json");
+    comparison = json_object_get(report, "comparison");
+    CHECK(json_is_false(json_object_get(comparison, "skipped")));
+    CHECK(json_is_false(json_object_get(json_object_get(comparison, "label_check"), "passed")));
+    CHECK_INT_EQ(json_object_size(json_object_get(comparison, "labels")), 0);
+    json_decref(report);
+    ap_validate_outcome_free(&outcome);
+}
+
+/* A model with the champion's labels in another order is compared label by
+ * label, by name: each model's accuracy in the comparison is its own test
+ * accuracy for the label with that name. */
+static void test_champion_label_order(const char *data_dir, const char *run_dir)
+{
+    make_clean_champion(data_dir, run_dir);
+    json_t *champion_report = load_json(run_dir, "report.json");
+    ap_config cfg;
+    train_with_labels(data_dir, "reordered", "red,bright", "bright.recall >= 0", &cfg);
+    ap_validate_outcome outcome;
+    ap_error err = {0};
+    CHECK_INT_EQ(validate(&cfg, &outcome, &err), AP_OK);
+    char challenger_dir[1400];
+    snprintf(challenger_dir, sizeof(challenger_dir), "%s/runs/reordered", work_dir);
+    json_t *report = load_json(challenger_dir, "report.json");
+    const json_t *comparison = json_object_get(report, "comparison");
+    const json_t *label_check = json_object_get(comparison, "label_check");
+    CHECK(json_is_true(json_object_get(label_check, "passed")));
+    CHECK_INT_EQ(json_array_size(json_object_get(label_check, "missing_labels")), 0);
+    CHECK_INT_EQ(json_array_size(json_object_get(label_check, "added_labels")), 0);
+    const json_t *labels = json_object_get(comparison, "labels");
+    CHECK_INT_EQ(json_object_size(labels), 2);
+    static const char *const names[] = {"bright", "red"};
+    for (int i = 0; i < 2; i++) {
+        const json_t *entry = json_object_get(labels, names[i]);
+        CHECK_NEAR(json_number_value(json_object_get(entry, "champion_accuracy")),
+                   test_accuracy(champion_report, names[i]), 1e-9);
+        CHECK_NEAR(json_number_value(json_object_get(entry, "challenger_accuracy")),
+                   test_accuracy(report, names[i]), 1e-9);
+    }
+    json_decref(report);
+    json_decref(champion_report);
     ap_validate_outcome_free(&outcome);
 
     char command[1500];
@@ -677,6 +819,8 @@ int main(void)
     test_too_little_support(data_dir, run_dir);
     test_champion_comparison(data_dir, run_dir);
     test_champion_other_input(data_dir);
+    test_champion_label_missing(data_dir, run_dir);
+    test_champion_label_order(data_dir, run_dir);
     test_group_overlap(data_dir, run_dir);
     test_errors(data_dir, run_dir);
     test_duplicate_image();
