@@ -62,6 +62,13 @@ bool ap_cli_check_gate_rules(const ap_config *cfg);
 /* Exit code for a stage error, and print it. */
 int ap_cli_report(const char *stage, const ap_error *err);
 
+/* Exit code for an error of a registry command, and print it. A model,
+ * version or alias that the registry does not have (AP_ERR_NOT_FOUND) is a
+ * usage error, because the command line or config named it. So is an
+ * invalid name, reference or alias move (AP_ERR_INVALID). Other codes map
+ * as in ap_cli_report. */
+int ap_cli_report_registry(const char *stage, const ap_error *err);
+
 /* Install SIGTERM and SIGINT handlers that set the returned flag. */
 const volatile sig_atomic_t *ap_cli_install_stop_handler(void);
 

@@ -199,6 +199,14 @@ int ap_cli_report(const char *stage, const ap_error *err)
     return AP_EXIT_FAILURE;
 }
 
+int ap_cli_report_registry(const char *stage, const ap_error *err)
+{
+    if (err->code != AP_ERR_NOT_FOUND && err->code != AP_ERR_INVALID)
+        return ap_cli_report(stage, err);
+    AP_ERROR("%s failed: %s", stage, err->message);
+    return AP_EXIT_USAGE;
+}
+
 int ap_cli_store_begin(ap_config *cfg, bool with_data, ap_store_outputs *outputs)
 {
     ap_error err = {0};

@@ -24,7 +24,7 @@ static int list_versions(ap_registry *registry, const char *model)
     size_t count = 0;
     ap_error err = {0};
     if (ap_registry_list(registry, model, &versions, &count, &err) != AP_OK)
-        return ap_cli_report("registry list", &err);
+        return ap_cli_report_registry("registry list", &err);
     printf("%-8s %-21s %-8s %s\n", "version", "created", "verdict", "aliases");
     for (size_t i = 0; i < count; i++) {
         char aliases[256] = "";
@@ -51,14 +51,25 @@ static int print_json(json_t *value)
     return AP_EXIT_OK;
 }
 
+/* Resolve a reference given on the command line. When it names nothing,
+ * append the versions and aliases that exist to the message. */
+static ap_status resolve_reference(ap_registry *registry, const char *model, const char *reference,
+                                   int *version, ap_error *err)
+{
+    ap_status status = ap_registry_resolve(registry, model, reference, version, err);
+    if (status == AP_ERR_NOT_FOUND || status == AP_ERR_INVALID)
+        ap_registry_append_contents(registry, model, err);
+    return status;
+}
+
 static int show_version(ap_registry *registry, const char *model, const char *reference)
 {
     ap_error err = {0};
     int version = 0;
     json_t *info = NULL;
-    if (ap_registry_resolve(registry, model, reference, &version, &err) != AP_OK ||
+    if (resolve_reference(registry, model, reference, &version, &err) != AP_OK ||
         ap_registry_show(registry, model, version, &info, &err) != AP_OK)
-        return ap_cli_report("registry show", &err);
+        return ap_cli_report_registry("registry show", &err);
     return print_json(info);
 }
 
@@ -67,7 +78,7 @@ static int show_history(ap_registry *registry, const char *model)
     ap_error err = {0};
     json_t *history = NULL;
     if (ap_registry_history(registry, model, &history, &err) != AP_OK)
-        return ap_cli_report("registry history", &err);
+        return ap_cli_report_registry("registry history", &err);
     return print_json(history);
 }
 
@@ -77,11 +88,11 @@ static int roll_back(ap_registry *registry, const char *model, const ap_cli_opti
     const char *alias = options->alias ? options->alias : AP_REGISTRY_CHAMPION;
     int target = 0, version = 0;
     if (options->target != NULL &&
-        ap_registry_resolve(registry, model, options->target, &target, &err) != AP_OK)
-        return ap_cli_report("registry rollback", &err);
+        resolve_reference(registry, model, options->target, &target, &err) != AP_OK)
+        return ap_cli_report_registry("registry rollback", &err);
     ap_registry_move move = {.reason = options->reason, .forced = false};
     if (ap_registry_rollback(registry, model, alias, target, &move, &version, &err) != AP_OK)
-        return ap_cli_report("registry rollback", &err);
+        return ap_cli_report_registry("registry rollback", &err);
     AP_INFO("%s now points at version %d", alias, version);
     printf("%d\n", version);
     return AP_EXIT_OK;
@@ -127,8 +138,8 @@ int ap_cmd_registry(int argc, char **argv)
 
     ap_registry *registry = NULL;
     ap_error err = {0};
-    if (ap_registry_open(cfg.registry.uri, &registry, &err) != AP_OK)
-        return ap_cli_report("registry", &err);
+    if (ap_registry_open_existing(cfg.registry.uri, &registry, &err) != AP_OK)
+        return ap_cli_report_registry("registry", &err);
     const char *model = cfg.registry.model_name;
     int code;
     if (strcmp(action, "list") == 0)

@@ -31,9 +31,11 @@ static ap_status locate_run(const ap_config *cfg, run_files *files, ap_error *er
     snprintf(files->report_markdown, sizeof(files->report_markdown), "%s/report.md",
              files->run_dir);
     snprintf(files->report_html, sizeof(files->report_html), "%s/report.html", files->run_dir);
+    /* A missing model file is a file system failure, as in validation. */
     if (!ap_path_exists(files->model) || !ap_path_exists(files->card))
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
-                            "run %s has no trained model; run apiary train first", files->run_dir);
+        return ap_error_set(
+            err, AP_ERR_IO, "run %s has no trained model: %s is missing; run apiary train first",
+            files->run_dir, ap_path_exists(files->model) ? files->card : files->model);
     if (!ap_path_exists(files->report))
         return ap_error_set(err, AP_ERR_NOT_FOUND,
                             "run %s has no validation report; run apiary validate first",

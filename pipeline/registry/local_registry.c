@@ -22,9 +22,11 @@
  * copies are in local_registry_files.c, versions in local_registry_versions.c
  * and aliases in local_registry_aliases.c. */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "pipeline/registry/local_registry_internal.h"
 
@@ -42,6 +44,23 @@ static ap_status verify_version(ap_registry *base, const char *model, int versio
     return local_verify_record((const local_registry *)base, model, version, NULL, err);
 }
 
+/* The root must be a folder that this process can list and enter. */
+static ap_status check_location(ap_registry *base, ap_error *err)
+{
+    const local_registry *registry = (const local_registry *)base;
+    struct stat info;
+    if (stat(registry->root, &info) != 0)
+        return ap_error_set(err, AP_ERR_IO,
+                            "registry folder %s cannot be read (%s); check registry.uri, or "
+                            "promote a model to create the registry",
+                            registry->root, strerror(errno));
+    if (access(registry->root, R_OK | X_OK) != 0)
+        return ap_error_set(err, AP_ERR_IO,
+                            "registry folder %s cannot be read (%s); check its permissions",
+                            registry->root, strerror(errno));
+    return AP_OK;
+}
+
 static void local_close(ap_registry *base)
 {
     free(base);
@@ -57,6 +76,7 @@ static const ap_registry_ops local_ops = {
     .verify_version = verify_version,
     .history = local_history,
     .file_path = local_file_path,
+    .check_location = check_location,
     .close = local_close,
 };
 

@@ -472,6 +472,13 @@ static ap_status check_record_file(const char *version_dir, int version, const c
     status = ap_path_join(path, sizeof(path), version_dir, name, err);
     if (status == AP_OK)
         status = local_hash_file(path, actual, &size, err);
+    /* A listed file that is gone means a damaged registry folder, not a
+     * name that the caller got wrong. */
+    if (status == AP_ERR_NOT_FOUND) {
+        status = AP_ERR_IO;
+        if (err != NULL)
+            err->code = AP_ERR_IO;
+    }
     if (status != AP_OK) {
         ap_error_prefix(err, "version %d is incomplete", version);
         return status;
@@ -636,15 +643,25 @@ ap_status local_file_path(ap_registry *base, const char *model, int version, con
 {
     const local_registry *registry = (const local_registry *)base;
     char version_dir[PATH_SIZE];
-    ap_status status =
-        local_version_dir_path(registry, model, version, version_dir, sizeof(version_dir), err);
+    json_t *record = NULL;
+    ap_status status = registry_check_file_name(file_name, err);
     if (status == AP_OK)
-        status = registry_check_file_name(file_name, err);
+        status = local_load_record(registry, model, version, &record, err);
+    if (status == AP_OK)
+        status =
+            local_version_dir_path(registry, model, version, version_dir, sizeof(version_dir), err);
     if (status == AP_OK)
         status = ap_path_join(path, path_size, version_dir, file_name, err);
-    if (status == AP_OK && !ap_path_exists(path))
-        status = ap_error_set(err, AP_ERR_NOT_FOUND,
-                              "version %d has no file %s; show the version to see its files",
-                              version, file_name);
-    return status;
+    bool listed = json_object_get(json_object_get(record, "files"), file_name) != NULL;
+    json_decref(record);
+    if (status != AP_OK || ap_path_exists(path))
+        return status;
+    if (listed)
+        return ap_error_set(err, AP_ERR_IO,
+                            "version %d lists %s, but %s is missing; the version folder changed "
+                            "after registration, so register the model again as a new version",
+                            version, file_name, path);
+    return ap_error_set(err, AP_ERR_NOT_FOUND,
+                        "version %d has no file %s; show the version to see its files", version,
+                        file_name);
 }

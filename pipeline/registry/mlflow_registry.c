@@ -523,6 +523,15 @@ ap_status ap_mlflow_registry_download(ap_registry *registry, const char *model, 
 
 /* ---- Opening ---- */
 
+/* A server that cannot be reached fails the first request with AP_ERR_IO,
+ * so there is nothing to check before it. */
+static ap_status check_location(ap_registry *base, ap_error *err)
+{
+    (void)base;
+    (void)err;
+    return AP_OK;
+}
+
 static void mlflow_close(ap_registry *base)
 {
     mlflow_registry *registry = (mlflow_registry *)base;
@@ -540,6 +549,7 @@ static const ap_registry_ops mlflow_ops = {
     .verify_version = verify_version,
     .history = mlflow_history,
     .file_path = mlflow_file_path,
+    .check_location = check_location,
     .close = mlflow_close,
 };
 

@@ -99,6 +99,7 @@ typedef struct {
     ap_status (*history)(ap_registry *registry, const char *model, json_t **history, ap_error *err);
     ap_status (*file_path)(ap_registry *registry, const char *model, int version,
                            const char *file_name, char *path, size_t path_size, ap_error *err);
+    ap_status (*check_location)(ap_registry *registry, ap_error *err);
     void (*close)(ap_registry *registry);
 } ap_registry_ops;
 
@@ -142,6 +143,24 @@ static inline void ap_registry_close(ap_registry *registry)
 {
     if (registry != NULL)
         registry->ops->close(registry);
+}
+
+/* Open the registry at uri for a command that reads an existing registry:
+ * like ap_registry_open, but a local folder that does not exist or cannot
+ * be read fails with AP_ERR_IO. A missing model, version or alias inside it
+ * stays AP_ERR_NOT_FOUND. An MLflow server is first reached by the request
+ * that follows. */
+static inline ap_status ap_registry_open_existing(const char *uri, ap_registry **registry,
+                                                  ap_error *err)
+{
+    ap_status status = ap_registry_open(uri, registry, err);
+    if (status == AP_OK)
+        status = (*registry)->ops->check_location(*registry, err);
+    if (status != AP_OK && *registry != NULL) {
+        ap_registry_close(*registry);
+        *registry = NULL;
+    }
+    return status;
 }
 
 static inline bool ap_registry_name_char_ok(char c)
@@ -313,6 +332,11 @@ static inline ap_status ap_registry_file_path(ap_registry *registry, const char 
         registry->ops->file_path(registry, model, version, file_name, path, path_size, err);
     return ap_registry_add_context(registry, model, status, err);
 }
+
+/* Append to err's message the versions and aliases of model that exist,
+ * for an error about a reference that names none of them. The code of err
+ * stays as it is; a listing that fails appends nothing. */
+void ap_registry_append_contents(ap_registry *registry, const char *model, ap_error *err);
 
 /* Resolve ref, an alias name or a version reference ("3" or "v3"), to an
  * existing version number. AP_ERR_NOT_FOUND when nothing matches. */

@@ -1,10 +1,16 @@
-/* Helpers shared by the local folder and MLflow registry backends. */
+/* Helpers shared by the local folder and MLflow registry backends, and the
+ * listing of versions and aliases that callers append to an error. */
 
 #include "pipeline/registry/registry_internal.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Versions named one by one in a listing; the rest are counted. */
+#define LISTED_VERSIONS_MAX 20
 
 ap_status registry_check_file_name(const char *name, ap_error *err)
 {
@@ -86,4 +92,47 @@ ap_status registry_add_alias(ap_registry_version_info *info, const char *alias, 
                             info->version);
     info->aliases[info->alias_count++] = copy;
     return AP_OK;
+}
+
+/* Append printf output to text, which has room for size bytes, truncating. */
+static void append_text(char *text, size_t size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void append_text(char *text, size_t size, const char *format, ...)
+{
+    size_t used = strlen(text);
+    if (used + 1 >= size)
+        return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(text + used, size - used, format, args);
+    va_end(args);
+}
+
+void ap_registry_append_contents(ap_registry *registry, const char *model, ap_error *err)
+{
+    ap_registry_version_info *versions = NULL;
+    size_t count = 0;
+    ap_error list_err = {0};
+    if (err == NULL || ap_registry_list(registry, model, &versions, &count, &list_err) != AP_OK)
+        return;
+    char *text = err->message;
+    size_t size = sizeof(err->message);
+    if (count == 0)
+        append_text(text, size, "; model %s has no versions yet", model);
+    else
+        append_text(text, size, "; model %s has version%s ", model, count > 1 ? "s" : "");
+    for (size_t i = 0; i < count && i < LISTED_VERSIONS_MAX; i++)
+        append_text(text, size, "%s%d", i > 0 ? ", " : "", versions[i].version);
+    if (count > LISTED_VERSIONS_MAX)
+        append_text(text, size, " and %zu more", count - LISTED_VERSIONS_MAX);
+    size_t aliases = 0;
+    for (size_t i = 0; i < count; i++) {
+        for (size_t j = 0; j < versions[i].alias_count; j++)
+            append_text(text, size, "%s%s (version %d)", aliases++ > 0 ? ", " : ", aliases ",
+                        versions[i].aliases[j], versions[i].version);
+    }
+    if (count > 0 && aliases == 0)
+        append_text(text, size, ", no aliases");
+    ap_registry_free_versions(versions, count);
 }

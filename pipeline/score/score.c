@@ -25,11 +25,13 @@ ap_status ap_score_fetch_model(const ap_config *cfg, ap_score_model_source *out,
     memset(out, 0, sizeof(*out));
     const char *model = cfg->registry.model_name;
     ap_registry *registry = NULL;
-    ap_status status = ap_registry_open(cfg->registry.uri, &registry, err);
+    ap_status status = ap_registry_open_existing(cfg->registry.uri, &registry, err);
     if (status != AP_OK)
         return status;
     int version = 0;
     status = ap_registry_resolve(registry, model, cfg->score.model, &version, err);
+    if (status == AP_ERR_NOT_FOUND || status == AP_ERR_INVALID)
+        ap_registry_append_contents(registry, model, err);
     /* Fetch the weights first: a remote registry downloads each file it is
      * asked for into one folder, and the card names its weights beside it. */
     if (status == AP_OK) {

@@ -29,9 +29,12 @@ typedef struct {
 } ap_score_model_source;
 
 /* Resolve cfg->score.model (an alias or a version number) in the registry
- * cfg->registry and fetch that version's weights and model card.
- * out->version stays 0 when the reference itself did not resolve, which the
- * caller can tell apart from a failure to fetch the files. */
+ * cfg->registry and fetch that version's weights and model card. A local
+ * registry folder that does not exist fails with AP_ERR_IO. A reference
+ * that does not resolve fails with AP_ERR_NOT_FOUND or AP_ERR_INVALID and a
+ * message that lists the versions and aliases there are. out->version stays
+ * 0 when the reference itself did not resolve, which the caller can tell
+ * apart from a failure to fetch the files. */
 ap_status ap_score_fetch_model(const ap_config *cfg, ap_score_model_source *out, ap_error *err);
 
 typedef struct {

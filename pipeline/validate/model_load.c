@@ -201,6 +201,12 @@ static ap_status read_card(const char *card_path, ap_loaded_model *out, ap_error
     uint8_t *text = NULL;
     size_t size = 0;
     ap_status status = ap_read_file(card_path, CARD_MAX_BYTES, &text, &size, err);
+    /* A missing card is a missing model file, which fails like missing weights. */
+    if (status == AP_ERR_NOT_FOUND) {
+        status = AP_ERR_IO;
+        if (err != NULL)
+            err->code = AP_ERR_IO;
+    }
     if (status != AP_OK)
         return status;
     ap_sha256_hex(text, size, out->card_sha256);

@@ -39,8 +39,9 @@ typedef struct {
  * must be within the limits of the config keys they come from, and the
  * weights file it names (beside the card) must have the card's sha256.
  * The network is built for batch images per forward pass, so set the
- * OpenMP thread count before the call (see ap_net_create). Free out with
- * ap_loaded_model_free, also after a failure. */
+ * OpenMP thread count before the call (see ap_net_create). A missing card
+ * or weights file fails with AP_ERR_IO. Free out with ap_loaded_model_free,
+ * also after a failure. */
 ap_status ap_model_load(const char *card_path, int batch, ap_loaded_model *out, ap_error *err);
 void ap_loaded_model_free(ap_loaded_model *model);
 

@@ -382,8 +382,22 @@ static void test_tampered_version(ap_registry *registry)
     /* A removed file and a record naming a path outside the version are rejected too. */
     snprintf(path, sizeof(path), "%s/%s/versions/3/%s", root, MODEL, AP_REGISTRY_CARD_FILE);
     CHECK_INT_EQ(unlink(path), 0);
-    CHECK_INT_EQ(ap_registry_verify(registry, MODEL, 3, &err), AP_ERR_NOT_FOUND);
+    CHECK_INT_EQ(ap_registry_verify(registry, MODEL, 3, &err), AP_ERR_IO);
     CHECK_STR_CONTAINS(err.message, "incomplete");
+    /* A listed file that is gone is a damaged folder; an unlisted one is not found. */
+    char found[4096];
+    err = (ap_error){0};
+    CHECK_INT_EQ(ap_registry_file_path(registry, MODEL, 3, AP_REGISTRY_CARD_FILE, found,
+                                       sizeof(found), &err),
+                 AP_ERR_IO);
+    CHECK_STR_CONTAINS(err.message, "version 3 lists model_card.json, but");
+    CHECK_INT_EQ(ap_registry_file_path(registry, MODEL, 3, "notes.txt", found, sizeof(found), &err),
+                 AP_ERR_NOT_FOUND);
+    CHECK_STR_CONTAINS(err.message, "version 3 has no file notes.txt");
+    CHECK_INT_EQ(ap_registry_file_path(registry, MODEL, 42, AP_REGISTRY_MODEL_FILE, found,
+                                       sizeof(found), &err),
+                 AP_ERR_NOT_FOUND);
+    CHECK_STR_CONTAINS(err.message, "version 42 not found");
 
     snprintf(path, sizeof(path), "%s/%s/versions/4/%s", root, MODEL, AP_REGISTRY_VERSION_FILE);
     json_error_t parse_error;
@@ -530,6 +544,30 @@ static void test_crash_leftovers(ap_registry *registry)
     CHECK_INT_EQ(alias_version(registry, "champion"), 9);
 }
 
+/* A reference that names nothing gets the versions and aliases listed. */
+static void test_append_contents(ap_registry *registry)
+{
+    ap_error err = {0};
+    int version = 0;
+    CHECK_INT_EQ(ap_registry_resolve(registry, MODEL, "v99", &version, &err), AP_ERR_NOT_FOUND);
+    ap_registry_append_contents(registry, MODEL, &err);
+    CHECK_INT_EQ(err.code, AP_ERR_NOT_FOUND);
+    CHECK_STR_CONTAINS(err.message, "version 99 not found");
+    CHECK_STR_CONTAINS(err.message,
+                       "; model bees has versions 1, 2, 3, 4, 5, 6, 7, 8, 9, aliases ");
+    CHECK_STR_CONTAINS(err.message, "champion (version 9)");
+    CHECK_STR_CONTAINS(err.message, "challenger (version 3)");
+
+    /* An unknown model has nothing to list, and the message stays as it was. */
+    err = (ap_error){0};
+    CHECK_INT_EQ(ap_registry_resolve(registry, "wasps", "champion", &version, &err),
+                 AP_ERR_NOT_FOUND);
+    char before[AP_ERROR_MESSAGE_MAX];
+    snprintf(before, sizeof(before), "%s", err.message);
+    ap_registry_append_contents(registry, "wasps", &err);
+    CHECK(strcmp(err.message, before) == 0);
+}
+
 static void test_open_errors(void)
 {
     ap_registry *registry = NULL;
@@ -543,8 +581,21 @@ static void test_open_errors(void)
     CHECK_INT_EQ(ap_registry_open(file, &registry, &err), AP_ERR_INVALID);
     CHECK_STR_CONTAINS(err.message, "not a folder");
 
+    /* A command that reads the registry needs its folder; a registration creates it. */
+    char missing[4200];
+    snprintf(missing, sizeof(missing), "%s/no-registry", inputs);
+    CHECK_INT_EQ(ap_registry_open(missing, &registry, &err), AP_OK);
+    ap_registry_close(registry);
+    err = (ap_error){0};
+    CHECK_INT_EQ(ap_registry_open_existing(missing, &registry, &err), AP_ERR_IO);
+    CHECK(registry == NULL);
+    CHECK_STR_CONTAINS(err.message, "registry folder");
+    CHECK_STR_CONTAINS(err.message, "no-registry cannot be read");
+
     char uri[4200];
     snprintf(uri, sizeof(uri), "file://%s/", root);
+    CHECK_INT_EQ(ap_registry_open_existing(uri, &registry, &err), AP_OK);
+    ap_registry_close(registry);
     CHECK_INT_EQ(ap_registry_open(uri, &registry, &err), AP_OK);
     int version = 0;
     CHECK_INT_EQ(ap_registry_get_alias(registry, MODEL, "champion", &version, &err), AP_OK);
@@ -581,6 +632,7 @@ int main(void)
     test_report_other_weights(registry);
     test_attachments(registry);
     test_crash_leftovers(registry);
+    test_append_contents(registry);
     test_open_errors();
     ap_registry_close(registry);
     return check_finish();

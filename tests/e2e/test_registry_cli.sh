@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The registry commands on a local registry filled by apiary promote from
+# run folders written here (no training): exit codes and messages for
+# versions, aliases and folders that do not exist.
+source "$(dirname "$0")/common.sh"
+work=$(make_work_dir registry-cli)
+config="$APIARY_SOURCE_DIR/configs/ci.yaml"
+registry="$work/registry"
+common=(-c "$config" --set output_dir="$work" --set registry.uri="$registry"
+    --set "gate.rules=wasp.recall >= 0")
+
+# Write the run folder $work/NAME with weights, a card and a report whose
+# verdict is PASSED (true or false), compared with champion COMPARED (0: none).
+make_run() {
+    python3 - "$work/$1" "$2" "$3" <<'PY'
+import hashlib, json, os, sys
+run, passed, compared = sys.argv[1], sys.argv[2] == "true", int(sys.argv[3])
+os.makedirs(run, exist_ok=True)
+weights = f"weights of {run}".encode()
+open(f"{run}/model.safetensors", "wb").write(weights)
+json.dump({"format": "apiary-model-card"}, open(f"{run}/model_card.json", "w"))
+comparison = {"skipped": True, "reason": "no champion yet"}
+if compared:
+    comparison = {"skipped": False, "champion_version": compared,
+                  "label_check": {"passed": True}, "labels": {}}
+report = {"passed": passed, "model_sha256": hashlib.sha256(weights).hexdigest(),
+          "rules": [{"rule": "wasp.recall >= 0", "op": ">=", "limit": 0,
+                     "actual": 1 if passed else -1}],
+          "data_checks": [], "comparison": comparison}
+json.dump(report, open(f"{run}/report.json", "w"))
+open(f"{run}/report.md", "w").write("# report\n")
+PY
+}
+
+# Run a command that must fail: expect CODE PATTERN COMMAND...
+expect() {
+    local expected=$1 pattern=$2 code=0
+    shift 2
+    "$@" > "$work/last.out" 2> "$work/last.err" || code=$?
+    [ "$code" -eq "$expected" ] ||
+        { cat "$work/last.err"; fail "$* exited with $code, expected $expected"; }
+    grep -q -- "$pattern" "$work/last.err" ||
+        { cat "$work/last.err"; fail "$* does not say \"$pattern\""; }
+}
+
+# A registry folder that does not exist is a file system failure.
+expect 5 "registry folder $registry cannot be read" "$APIARY" registry list "${common[@]}"
+expect 5 "cannot be read" "$APIARY" registry history "${common[@]}"
+expect 5 "cannot be read" "$APIARY" registry show 1 "${common[@]}"
+expect 5 "cannot be read" "$APIARY" registry rollback "${common[@]}" --reason "no registry"
+expect 5 "cannot be read" "$APIARY" score "${common[@]}" --input "$work" --output "$work/scores"
+
+# Version 1 passes and becomes champion. Version 2 fails and is forced in.
+make_run first true 0
+"$APIARY" promote "${common[@]}" --set run_name=first > /dev/null 2> "$work/first.err" ||
+    { cat "$work/first.err"; fail "promoting the first run failed"; }
+make_run second false 1
+"$APIARY" promote "${common[@]}" --set run_name=second --force --reason "fixture" > /dev/null \
+    2> "$work/second.err" || { cat "$work/second.err"; fail "forcing the second run failed"; }
+
+# A version or alias that the registry does not have is a usage error, and
+# the message lists what there is.
+listing="model apiary-bees has versions 1, 2, aliases champion (version 2)"
+expect 2 "version 99 not found" "$APIARY" registry show 99 "${common[@]}"
+grep -q "$listing" "$work/last.err" || { cat "$work/last.err"; fail "show 99 lists nothing"; }
+expect 2 "cannot resolve \"0\"" "$APIARY" registry show 0 "${common[@]}"
+grep -q "$listing" "$work/last.err" || { cat "$work/last.err"; fail "show 0 lists nothing"; }
+expect 2 "alias shadow does not point at any version" "$APIARY" registry show shadow "${common[@]}"
+expect 2 "version 99 not found" "$APIARY" registry rollback "${common[@]}" --to 99 --reason "typo"
+grep -q "$listing" "$work/last.err" || { cat "$work/last.err"; fail "--to 99 lists nothing"; }
+expect 2 "version 99 not found" "$APIARY" score "${common[@]}" --model 99 --input "$work" \
+    --output "$work/scores"
+grep -q "$listing" "$work/last.err" || { cat "$work/last.err"; fail "--model 99 lists nothing"; }
+expect 2 "no such model folder" "$APIARY" registry list "${common[@]}" \
+    --set registry.model_name=wasps
+
+# A missing model file is a file system failure, in the registry and in a run.
+rm "$registry/apiary-bees/versions/2/model.safetensors"
+expect 5 "version 2 lists model.safetensors, but" "$APIARY" score "${common[@]}" --model 2 \
+    --input "$work" --output "$work/scores"
+rm "$work/first/model.safetensors"
+expect 5 "has no trained model" "$APIARY" promote "${common[@]}" --set run_name=first
+echo "PASS"
