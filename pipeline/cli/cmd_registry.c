@@ -11,11 +11,13 @@ static void print_registry_help(void)
          "       apiary registry show VERSION -c CONFIG\n"
          "       apiary registry history -c CONFIG\n"
          "       apiary registry rollback -c CONFIG --reason TEXT [--to VERSION]\n"
-         "                                [--alias NAME]\n"
+         "                                [--alias NAME] [--force]\n"
          "\n"
          "Inspect the registry named by registry.uri and registry.model_name, and\n"
          "point an alias (default champion) back: to the version it pointed at\n"
-         "before, or to the version given with --to. Every move is recorded.");
+         "before, or to the version given with --to. Every move is recorded with its\n"
+         "reason. champion moves only to a version whose validation report passed;\n"
+         "--force moves it to any complete version and records the move as forced.");
 }
 
 static int list_versions(ap_registry *registry, const char *model)
@@ -90,10 +92,10 @@ static int roll_back(ap_registry *registry, const char *model, const ap_cli_opti
     if (options->target != NULL &&
         resolve_reference(registry, model, options->target, &target, &err) != AP_OK)
         return ap_cli_report_registry("registry rollback", &err);
-    ap_registry_move move = {.reason = options->reason, .forced = false};
+    ap_registry_move move = {.reason = options->reason, .forced = options->force};
     if (ap_registry_rollback(registry, model, alias, target, &move, &version, &err) != AP_OK)
         return ap_cli_report_registry("registry rollback", &err);
-    AP_INFO("%s now points at version %d", alias, version);
+    AP_INFO("%s now points at version %d%s", alias, version, options->force ? " (forced)" : "");
     printf("%d\n", version);
     return AP_EXIT_OK;
 }
@@ -120,7 +122,8 @@ int ap_cmd_registry(int argc, char **argv)
                 action);
         return AP_EXIT_USAGE;
     }
-    unsigned allowed = strcmp(action, "rollback") == 0 ? AP_CLI_TARGET | AP_CLI_ALIAS : 0;
+    unsigned allowed =
+        strcmp(action, "rollback") == 0 ? AP_CLI_TARGET | AP_CLI_ALIAS | AP_CLI_FORCE : 0;
     ap_cli_options options;
     if (!ap_cli_parse(argc - rest, argv + rest, allowed, &options))
         return AP_EXIT_USAGE;

@@ -37,8 +37,8 @@ static ap_status check_alias_policy(const char *alias, int version, const json_t
         return AP_OK;
     return ap_error_set(err, AP_ERR_INVALID,
                         "version %d cannot become %s: its validation verdict is %s and its "
-                        "report %s its weights; register a version with a passing report, or "
-                        "force the move with a reason",
+                        "report %s its weights; choose a version with a passing report, or "
+                        "force the move with --force --reason TEXT",
                         version, alias, verdict != NULL ? verdict : "missing",
                         matches ? "names" : "does not name");
 }

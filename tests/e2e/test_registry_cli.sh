@@ -74,6 +74,19 @@ grep -q "$listing" "$work/last.err" || { cat "$work/last.err"; fail "--model 99 
 expect 2 "no such model folder" "$APIARY" registry list "${common[@]}" \
     --set registry.model_name=wasps
 
+# Version 3 passes against champion 2. Rolling back to the failed version 2
+# needs --force, which the message names and rollback accepts.
+make_run third true 2
+"$APIARY" promote "${common[@]}" --set run_name=third > /dev/null 2> "$work/third.err" ||
+    { cat "$work/third.err"; fail "promoting the third run failed"; }
+expect 2 "force the move with --force --reason TEXT" \
+    "$APIARY" registry rollback "${common[@]}" --reason "undo again"
+"$APIARY" registry rollback "${common[@]}" --reason "undo again" --force > "$work/forced.out" \
+    2> "$work/forced.err" || { cat "$work/forced.err"; fail "a forced rollback failed"; }
+[ "$(cat "$work/forced.out")" = 2 ] || fail "the forced rollback did not move champion to 2"
+grep -q "champion now points at version 2 (forced)" "$work/forced.err" ||
+    { cat "$work/forced.err"; fail "the forced rollback is not logged as forced"; }
+
 # A missing model file is a file system failure, in the registry and in a run.
 rm "$registry/apiary-bees/versions/2/model.safetensors"
 expect 5 "version 2 lists model.safetensors, but" "$APIARY" score "${common[@]}" --model 2 \
