@@ -1,4 +1,6 @@
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pipeline/cli/cli.h"
@@ -20,6 +22,38 @@ static void print_registry_help(void)
          "--force moves it to any complete version and records the move as forced.");
 }
 
+static bool has_version(const ap_registry_version_info *versions, size_t count, int version)
+{
+    for (size_t i = 0; i < count; i++)
+        if (versions[i].version == version)
+            return true;
+    return false;
+}
+
+/* Print each alias that points at a version the registry does not have,
+ * which the table cannot show, and warn about it. */
+static int print_dangling_aliases(ap_registry *registry, const char *model,
+                                  const ap_registry_version_info *versions, size_t count)
+{
+    ap_registry_alias *aliases = NULL;
+    size_t alias_count = 0;
+    ap_error err = {0};
+    if (ap_registry_list_aliases(registry, model, &aliases, &alias_count, &err) != AP_OK)
+        return ap_cli_report_registry("registry list", &err);
+    for (size_t i = 0; i < alias_count; i++) {
+        if (has_version(versions, count, aliases[i].version))
+            continue;
+        printf("alias %s points at version %d, which does not exist\n", aliases[i].name,
+               aliases[i].version);
+        AP_WARN("alias %s points at version %d, which registry %s does not have; point it at an "
+                "existing version with apiary registry rollback --alias %s --to VERSION "
+                "--reason TEXT",
+                aliases[i].name, aliases[i].version, registry->location, aliases[i].name);
+    }
+    free(aliases);
+    return AP_EXIT_OK;
+}
+
 static int list_versions(ap_registry *registry, const char *model)
 {
     ap_registry_version_info *versions = NULL;
@@ -38,8 +72,9 @@ static int list_versions(ap_registry *registry, const char *model)
         printf("%-8d %-21s %-8s %s%s\n", versions[i].version, versions[i].created,
                versions[i].verdict, aliases, versions[i].complete ? "" : " (incomplete)");
     }
+    int code = print_dangling_aliases(registry, model, versions, count);
     ap_registry_free_versions(versions, count);
-    return AP_EXIT_OK;
+    return code;
 }
 
 static int print_json(json_t *value)

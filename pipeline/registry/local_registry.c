@@ -72,6 +72,7 @@ static const ap_registry_ops local_ops = {
     .get_alias = local_get_alias,
     .rollback = local_rollback,
     .list_versions = local_list_versions,
+    .list_aliases = local_list_aliases,
     .show_version = show_version,
     .verify_version = verify_version,
     .history = local_history,

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #include "pipeline/common/fsutil.h"
 #include "pipeline/registry/local_registry_internal.h"
@@ -241,7 +243,48 @@ ap_status local_get_alias(ap_registry *base, const char *model, const char *alia
     if (target == 0)
         return ap_error_set(err, AP_ERR_NOT_FOUND,
                             "alias %s does not point at any version; set it first", alias);
+    char version_dir[PATH_SIZE];
+    struct stat info;
+    status = local_version_dir_path(registry, model, target, version_dir, sizeof(version_dir), err);
+    if (status != AP_OK)
+        return status;
+    if (stat(version_dir, &info) != 0 || !S_ISDIR(info.st_mode))
+        return ap_error_set(err, AP_ERR_IO,
+                            "alias %s points at version %d, but %s does not exist; point the "
+                            "alias at an existing version with apiary registry rollback --alias "
+                            "%s --to VERSION --reason TEXT",
+                            alias, target, version_dir, alias);
     *version = target;
+    return AP_OK;
+}
+
+ap_status local_list_aliases(ap_registry *base, const char *model, ap_registry_alias **aliases,
+                             size_t *count, ap_error *err)
+{
+    char model_dir[PATH_SIZE];
+    json_t *doc = NULL;
+    *aliases = NULL;
+    *count = 0;
+    ap_status status =
+        local_load_model_aliases((const local_registry *)base, model, model_dir, &doc, err);
+    if (status != AP_OK)
+        return status;
+    json_t *map = json_object_get(doc, "aliases");
+    ap_registry_alias *list = calloc(json_object_size(map) + 1, sizeof(*list));
+    if (list == NULL) {
+        json_decref(doc);
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot list the aliases of model %s", model);
+    }
+    const char *alias;
+    json_t *version;
+    json_object_foreach(map, alias, version)
+    {
+        snprintf(list[*count].name, sizeof(list[*count].name), "%s", alias);
+        list[*count].version = (int)json_integer_value(version);
+        (*count)++;
+    }
+    json_decref(doc);
+    *aliases = list;
     return AP_OK;
 }
 

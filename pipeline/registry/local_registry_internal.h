@@ -105,6 +105,8 @@ ap_status local_get_alias(ap_registry *base, const char *model, const char *alia
                           ap_error *err);
 ap_status local_rollback(ap_registry *base, const char *model, const char *alias, int target,
                          const ap_registry_move *move, int *version, ap_error *err);
+ap_status local_list_aliases(ap_registry *base, const char *model, ap_registry_alias **aliases,
+                             size_t *count, ap_error *err);
 ap_status local_history(ap_registry *base, const char *model, json_t **entries, ap_error *err);
 
 #endif

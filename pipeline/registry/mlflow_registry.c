@@ -390,6 +390,42 @@ static ap_status list_versions(ap_registry *base, const char *model,
     return AP_OK;
 }
 
+static ap_status list_aliases(ap_registry *base, const char *model, ap_registry_alias **aliases,
+                              size_t *count, ap_error *err)
+{
+    json_t *registered = NULL;
+    *aliases = NULL;
+    *count = 0;
+    ap_status status = ap_registry_check_model_name(model, err);
+    if (status == AP_OK)
+        status = mlflow_get_model((mlflow_registry *)base, model, &registered, err);
+    if (status != AP_OK)
+        return status;
+    const json_t *entries = json_object_get(registered, "aliases");
+    ap_registry_alias *list = calloc(json_array_size(entries) + 1, sizeof(*list));
+    if (list == NULL) {
+        json_decref(registered);
+        return ap_error_set(err, AP_ERR_NOMEM, "cannot list the aliases of model %s", model);
+    }
+    size_t index;
+    const json_t *entry;
+    json_array_foreach(entries, index, entry)
+    {
+        const char *alias = json_string_value(json_object_get(entry, "alias"));
+        const char *version = json_string_value(json_object_get(entry, "version"));
+        int number = 0;
+        if (alias == NULL || strlen(alias) > AP_REGISTRY_ALIAS_NAME_MAX || version == NULL ||
+            !ap_registry_parse_version(version, &number))
+            continue;
+        snprintf(list[*count].name, sizeof(list[*count].name), "%s", alias);
+        list[*count].version = number;
+        (*count)++;
+    }
+    json_decref(registered);
+    *aliases = list;
+    return AP_OK;
+}
+
 /* ---- Showing a version ---- */
 
 static json_t *tag_or_null(const json_t *tags, const char *key)
@@ -545,6 +581,7 @@ static const ap_registry_ops mlflow_ops = {
     .get_alias = mlflow_get_alias,
     .rollback = mlflow_rollback,
     .list_versions = list_versions,
+    .list_aliases = list_aliases,
     .show_version = show_version,
     .verify_version = verify_version,
     .history = mlflow_history,

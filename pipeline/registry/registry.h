@@ -71,6 +71,12 @@ typedef struct {
     size_t alias_count;
 } ap_registry_version_info;
 
+/* An alias and the version it points at. */
+typedef struct {
+    char name[AP_REGISTRY_ALIAS_NAME_MAX + 1];
+    int version;
+} ap_registry_alias;
+
 /* How an alias moves: to a named version or back through its history. */
 typedef struct {
     const char *reason; /* recorded in the history; required when forced */
@@ -92,6 +98,8 @@ typedef struct {
                           const ap_registry_move *move, int *version, ap_error *err);
     ap_status (*list_versions)(ap_registry *registry, const char *model,
                                ap_registry_version_info **versions, size_t *count, ap_error *err);
+    ap_status (*list_aliases)(ap_registry *registry, const char *model, ap_registry_alias **aliases,
+                              size_t *count, ap_error *err);
     ap_status (*show_version)(ap_registry *registry, const char *model, int version, json_t **info,
                               ap_error *err);
     ap_status (*verify_version)(ap_registry *registry, const char *model, int version,
@@ -257,7 +265,9 @@ static inline ap_status ap_registry_set_alias(ap_registry *registry, const char 
     return ap_registry_add_context(registry, model, status, err);
 }
 
-/* Look up alias. Returns AP_ERR_NOT_FOUND when it points nowhere. */
+/* Look up alias. Returns AP_ERR_NOT_FOUND when it points nowhere, and
+ * AP_ERR_IO when it points at a version that does not exist, which a
+ * version folder removed by hand leaves behind. */
 static inline ap_status ap_registry_get_alias(ap_registry *registry, const char *model,
                                               const char *alias, int *version, ap_error *err)
 {
@@ -284,6 +294,16 @@ static inline ap_status ap_registry_list(ap_registry *registry, const char *mode
                                          ap_error *err)
 {
     ap_status status = registry->ops->list_versions(registry, model, versions, count, err);
+    return ap_registry_add_context(registry, model, status, err);
+}
+
+/* List every alias of model with the version it points at, also a version
+ * that does not exist. Free the result with free(). */
+static inline ap_status ap_registry_list_aliases(ap_registry *registry, const char *model,
+                                                 ap_registry_alias **aliases, size_t *count,
+                                                 ap_error *err)
+{
+    ap_status status = registry->ops->list_aliases(registry, model, aliases, count, err);
     return ap_registry_add_context(registry, model, status, err);
 }
 

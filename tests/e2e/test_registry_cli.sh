@@ -87,6 +87,30 @@ expect 2 "force the move with --force --reason TEXT" \
 grep -q "champion now points at version 2 (forced)" "$work/forced.err" ||
     { cat "$work/forced.err"; fail "the forced rollback is not logged as forced"; }
 
+# An alias that points at a version that does not exist is listed with a
+# warning, and showing it fails with the command that repairs it.
+python3 - "$registry/apiary-bees/aliases.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["aliases"]["champion"] = 77
+json.dump(doc, open(sys.argv[1], "w"))
+PY
+"$APIARY" registry list "${common[@]}" > "$work/dangling.out" 2> "$work/dangling.err" ||
+    { cat "$work/dangling.err"; fail "registry list with a dangling alias failed"; }
+grep -q "^alias champion points at version 77, which does not exist$" "$work/dangling.out" ||
+    { cat "$work/dangling.out"; fail "registry list does not show the dangling alias"; }
+grep -q "WARN.*alias champion points at version 77" "$work/dangling.err" ||
+    { cat "$work/dangling.err"; fail "registry list does not warn about the dangling alias"; }
+expect 5 "alias champion points at version 77, but" "$APIARY" registry show champion "${common[@]}"
+grep -q "apiary registry rollback --alias champion --to VERSION" "$work/last.err" ||
+    fail "the error does not say how to repair the alias"
+"$APIARY" registry rollback "${common[@]}" --to 3 --reason "version 77 is gone" > /dev/null \
+    2> "$work/repair.err" || { cat "$work/repair.err"; fail "repairing the alias failed"; }
+"$APIARY" registry list "${common[@]}" > "$work/repaired.out" 2> "$work/repaired.err"
+grep -q "^3 .*champion" "$work/repaired.out" || { cat "$work/repaired.out"; fail "champion is not 3"; }
+grep -q "points at version" "$work/repaired.out" "$work/repaired.err" &&
+    fail "a repaired alias is still reported"
+
 # A missing model file is a file system failure, in the registry and in a run.
 rm "$registry/apiary-bees/versions/2/model.safetensors"
 expect 5 "version 2 lists model.safetensors, but" "$APIARY" score "${common[@]}" --model 2 \

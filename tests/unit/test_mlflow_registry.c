@@ -514,6 +514,15 @@ static void test_list_and_resolve(ap_registry *registry)
     CHECK_INT_EQ(ap_registry_resolve(registry, MODEL, AP_REGISTRY_CHALLENGER, &version, &err),
                  AP_OK);
     CHECK_INT_EQ(version, 2);
+    ap_registry_alias *aliases = NULL;
+    size_t alias_count = 0;
+    CHECK_INT_EQ(ap_registry_list_aliases(registry, MODEL, &aliases, &alias_count, &err), AP_OK);
+    CHECK_INT_EQ(alias_count, 2);
+    for (size_t i = 0; i < alias_count; i++) {
+        bool is_champion = strcmp(aliases[i].name, AP_REGISTRY_CHAMPION) == 0;
+        CHECK_INT_EQ(aliases[i].version, is_champion ? 3 : 2);
+    }
+    free(aliases);
     err = (ap_error){0};
     CHECK_INT_EQ(ap_registry_get_alias(registry, "no-such-model", "champion", &version, &err),
                  AP_ERR_NOT_FOUND);

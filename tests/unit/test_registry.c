@@ -568,6 +568,48 @@ static void test_append_contents(ap_registry *registry)
     CHECK(strcmp(err.message, before) == 0);
 }
 
+/* An alias whose version folder was removed by hand is listed with its
+ * version, and looking it up fails. */
+static void test_dangling_alias(ap_registry *registry)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s/aliases.json", root, MODEL);
+    json_error_t parse_error;
+    json_t *doc = json_load_file(path, 0, &parse_error);
+    CHECK(doc != NULL);
+    json_object_set_new(json_object_get(doc, "aliases"), "shadow", json_integer(77));
+    CHECK_INT_EQ(json_dump_file(doc, path, 0), 0);
+    json_decref(doc);
+
+    ap_registry_alias *aliases = NULL;
+    size_t count = 0;
+    ap_error err = {0};
+    CHECK_INT_EQ(ap_registry_list_aliases(registry, MODEL, &aliases, &count, &err), AP_OK);
+    int shadow = 0, champion = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(aliases[i].name, "shadow") == 0)
+            shadow = aliases[i].version;
+        if (strcmp(aliases[i].name, "champion") == 0)
+            champion = aliases[i].version;
+    }
+    free(aliases);
+    CHECK_INT_EQ(shadow, 77);
+    CHECK_INT_EQ(champion, 9);
+
+    int version = 0;
+    CHECK_INT_EQ(ap_registry_get_alias(registry, MODEL, "shadow", &version, &err), AP_ERR_IO);
+    CHECK_STR_CONTAINS(err.message, "alias shadow points at version 77, but");
+    CHECK_STR_CONTAINS(err.message, "--alias shadow --to VERSION");
+    CHECK_INT_EQ(ap_registry_resolve(registry, MODEL, "shadow", &version, &err), AP_ERR_IO);
+    CHECK_INT_EQ(ap_registry_list_aliases(registry, "nosuch", &aliases, &count, &err),
+                 AP_ERR_NOT_FOUND);
+
+    /* A rollback to a version that exists repairs it. */
+    ap_registry_move move = {.reason = "version 77 was deleted"};
+    CHECK_INT_EQ(ap_registry_rollback(registry, MODEL, "shadow", 2, &move, &version, &err), AP_OK);
+    CHECK_INT_EQ(alias_version(registry, "shadow"), 2);
+}
+
 static void test_open_errors(void)
 {
     ap_registry *registry = NULL;
@@ -633,6 +675,7 @@ int main(void)
     test_attachments(registry);
     test_crash_leftovers(registry);
     test_append_contents(registry);
+    test_dangling_alias(registry);
     test_open_errors();
     ap_registry_close(registry);
     return check_finish();
