@@ -15,8 +15,10 @@ static void print_registry_help(void)
          "       apiary registry rollback -c CONFIG --reason TEXT [--to VERSION]\n"
          "                                [--alias NAME] [--force]\n"
          "\n"
-         "Inspect the registry named by registry.uri and registry.model_name, and\n"
-         "point an alias (default champion) back: to the version it pointed at\n"
+         "Inspect the registry named by registry.uri and registry.model_name: list\n"
+         "prints the versions and their aliases, history every alias move with its\n"
+         "reason, and show the record of one version or alias as JSON. rollback\n"
+         "points an alias (default champion) back: to the version it pointed at\n"
          "before, or to the version given with --to. Every move is recorded with its\n"
          "reason. champion moves only to a version whose validation report passed;\n"
          "--force moves it to any complete version and records the move as forced.");
@@ -54,6 +56,12 @@ static int print_dangling_aliases(ap_registry *registry, const char *model,
     return AP_EXIT_OK;
 }
 
+static int max_int(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+/* Print the versions as a table whose columns fit their widest cell. */
 static int list_versions(ap_registry *registry, const char *model)
 {
     ap_registry_version_info *versions = NULL;
@@ -61,7 +69,17 @@ static int list_versions(ap_registry *registry, const char *model)
     ap_error err = {0};
     if (ap_registry_list(registry, model, &versions, &count, &err) != AP_OK)
         return ap_cli_report_registry("registry list", &err);
-    printf("%-8s %-21s %-8s %s\n", "version", "created", "verdict", "aliases");
+    int version_width = (int)strlen("version"), created_width = (int)strlen("created");
+    int verdict_width = (int)strlen("verdict");
+    for (size_t i = 0; i < count; i++) {
+        char number[16];
+        version_width =
+            max_int(version_width, snprintf(number, sizeof(number), "%d", versions[i].version));
+        created_width = max_int(created_width, (int)strlen(versions[i].created));
+        verdict_width = max_int(verdict_width, (int)strlen(versions[i].verdict));
+    }
+    printf("%-*s  %-*s  %-*s  %s\n", version_width, "version", created_width, "created",
+           verdict_width, "verdict", "aliases");
     for (size_t i = 0; i < count; i++) {
         char aliases[256] = "";
         for (size_t j = 0; j < versions[i].alias_count; j++) {
@@ -69,12 +87,79 @@ static int list_versions(ap_registry *registry, const char *model)
             snprintf(aliases + used, sizeof(aliases) - used, "%s%s", j ? "," : "",
                      versions[i].aliases[j]);
         }
-        printf("%-8d %-21s %-8s %s%s\n", versions[i].version, versions[i].created,
-               versions[i].verdict, aliases, versions[i].complete ? "" : " (incomplete)");
+        printf("%-*d  %-*s  %-*s  %s%s\n", version_width, versions[i].version, created_width,
+               versions[i].created, verdict_width, versions[i].verdict, aliases,
+               versions[i].complete ? "" : " (incomplete)");
     }
     int code = print_dangling_aliases(registry, model, versions, count);
     ap_registry_free_versions(versions, count);
     return code;
+}
+
+/* The history columns before the reason, which comes last and unpadded.
+ * The first five headers are the keys of a history entry. */
+enum { HISTORY_COLUMNS = 6, HISTORY_CELL_SIZE = 64 };
+
+static const char *const history_headers[HISTORY_COLUMNS] = {"time", "alias", "action",
+                                                             "from", "to",    "forced"};
+
+/* Fill the cells of one history entry. A missing value shows as "-". */
+static void history_cells(const json_t *entry, char cells[HISTORY_COLUMNS][HISTORY_CELL_SIZE])
+{
+    for (int c = 0; c < HISTORY_COLUMNS - 1; c++) {
+        const json_t *value = json_object_get(entry, history_headers[c]);
+        if (json_is_string(value))
+            snprintf(cells[c], HISTORY_CELL_SIZE, "%s", json_string_value(value));
+        else if (json_is_integer(value))
+            snprintf(cells[c], HISTORY_CELL_SIZE, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(value));
+        else
+            snprintf(cells[c], HISTORY_CELL_SIZE, "-");
+    }
+    snprintf(cells[HISTORY_COLUMNS - 1], HISTORY_CELL_SIZE, "%s",
+             json_is_true(json_object_get(entry, "forced")) ? "yes" : "no");
+}
+
+/* Print text on one line, with control characters as spaces. */
+static void print_one_line(const char *text)
+{
+    for (const char *p = text; *p != '\0'; p++)
+        putchar((unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p);
+    putchar('\n');
+}
+
+/* Print the alias moves, oldest first, as a table like registry list. */
+static int show_history(ap_registry *registry, const char *model)
+{
+    ap_error err = {0};
+    json_t *history = NULL;
+    if (ap_registry_history(registry, model, &history, &err) != AP_OK)
+        return ap_cli_report_registry("registry history", &err);
+    int widths[HISTORY_COLUMNS];
+    for (int c = 0; c < HISTORY_COLUMNS; c++)
+        widths[c] = (int)strlen(history_headers[c]);
+    char cells[HISTORY_COLUMNS][HISTORY_CELL_SIZE];
+    size_t index;
+    const json_t *entry;
+    json_array_foreach(history, index, entry)
+    {
+        history_cells(entry, cells);
+        for (int c = 0; c < HISTORY_COLUMNS; c++)
+            widths[c] = max_int(widths[c], (int)strlen(cells[c]));
+    }
+    for (int c = 0; c < HISTORY_COLUMNS; c++)
+        printf("%-*s  ", widths[c], history_headers[c]);
+    printf("reason\n");
+    json_array_foreach(history, index, entry)
+    {
+        history_cells(entry, cells);
+        for (int c = 0; c < HISTORY_COLUMNS; c++)
+            printf("%-*s  ", widths[c], cells[c]);
+        const char *reason = json_string_value(json_object_get(entry, "reason"));
+        print_one_line(reason != NULL ? reason : "-");
+    }
+    json_decref(history);
+    return AP_EXIT_OK;
 }
 
 static int print_json(json_t *value)
@@ -108,15 +193,6 @@ static int show_version(ap_registry *registry, const char *model, const char *re
         ap_registry_show(registry, model, version, &info, &err) != AP_OK)
         return ap_cli_report_registry("registry show", &err);
     return print_json(info);
-}
-
-static int show_history(ap_registry *registry, const char *model)
-{
-    ap_error err = {0};
-    json_t *history = NULL;
-    if (ap_registry_history(registry, model, &history, &err) != AP_OK)
-        return ap_cli_report_registry("registry history", &err);
-    return print_json(history);
 }
 
 static int roll_back(ap_registry *registry, const char *model, const ap_cli_options *options)

@@ -87,6 +87,39 @@ expect 2 "force the move with --force --reason TEXT" \
 grep -q "champion now points at version 2 (forced)" "$work/forced.err" ||
     { cat "$work/forced.err"; fail "the forced rollback is not logged as forced"; }
 
+# list and history print tables whose columns line up with their headers.
+"$APIARY" registry list "${common[@]}" > "$work/list.out"
+"$APIARY" registry history "${common[@]}" > "$work/history.out"
+python3 - "$work/list.out" "$work/history.out" <<'PY' || fail "the tables are not aligned"
+import sys
+def rows(path):
+    lines = open(path).read().splitlines()
+    return lines[0], lines[1:]
+header, versions = rows(sys.argv[1])
+assert header.split() == ["version", "created", "verdict", "aliases"], header
+assert len(versions) == 3, versions
+for row in versions:
+    created = row[header.index("created"):].split()[0]
+    assert len(created) == 24, (header, row)
+    assert created.endswith("Z"), (header, row)
+    assert row[header.index("verdict"):].split()[0] in ("pass", "fail"), (header, row)
+assert row[header.index("aliases"):] == "", row
+assert versions[1][header.index("aliases"):] == "champion", versions[1]
+header, moves = rows(sys.argv[2])
+assert header.split() == ["time", "alias", "action", "from", "to", "forced", "reason"], header
+expected = [("set", "-", "1", "no", "validation gate passed"),
+            ("set", "1", "2", "yes", "fixture"),
+            ("set", "2", "3", "no", "validation gate passed"),
+            ("rollback", "3", "2", "yes", "undo again")]
+assert len(moves) == len(expected), moves
+for row, (action, source, target, forced, reason) in zip(moves, expected):
+    cell = lambda name: row[header.index(name):].split()[0]
+    assert cell("alias") == "champion", row
+    assert (cell("action"), cell("from"), cell("to"), cell("forced")) == \
+        (action, source, target, forced), row
+    assert row[header.index("reason"):] == reason, row
+PY
+
 # An alias that points at a version that does not exist is listed with a
 # warning, and showing it fails with the command that repairs it.
 python3 - "$registry/apiary-bees/aliases.json" <<'PY'

@@ -79,8 +79,8 @@ set -e
 "$APIARY" promote "${bad[@]}" --force --reason "operator test override" > /dev/null 2>&1 ||
     fail "forced promotion failed"
 [ "$(champion)" = 2 ] || fail "forced promotion did not move champion"
-"$APIARY" registry history -c "$config" "${common[@]}" > "$work/history.json"
-grep -q "operator test override" "$work/history.json" || fail "the override reason is not recorded"
+"$APIARY" registry history -c "$config" "${common[@]}" > "$work/history.out"
+grep -q "operator test override" "$work/history.out" || fail "the override reason is not recorded"
 
 # Rollback points champion back to version 1.
 "$APIARY" registry rollback -c "$config" "${common[@]}" --reason "undo override" > /dev/null \
