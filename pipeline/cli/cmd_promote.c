@@ -28,8 +28,9 @@ static void print_promote_help(void)
 int ap_cli_report_promotion(const ap_promote_outcome *outcome, const char *alias)
 {
     if (outcome->blocked) {
-        AP_ERROR("promotion blocked: the model failed the validation gate (see report.md); "
-                 "champion is unchanged");
+        AP_ERROR("promotion blocked: the model failed the validation gate (see %s); %s is "
+                 "unchanged",
+                 outcome->report_path, alias);
         return AP_EXIT_GATE_FAILED;
     }
     if (!outcome->alias_moved)

@@ -299,6 +299,9 @@ ap_status ap_promote(const ap_promote_request *request, ap_promote_outcome *outc
     int compared_champion = 0;
     ap_status status = locate_run(request->cfg, &files, err);
     if (status == AP_OK)
+        snprintf(outcome->report_path, sizeof(outcome->report_path), "%s",
+                 ap_path_exists(files.report_markdown) ? files.report_markdown : files.report);
+    if (status == AP_OK)
         status = read_verdict(&files, request->cfg, &outcome->passed, &compared_champion, err);
     if (status != AP_OK)
         return status;

@@ -22,6 +22,9 @@ typedef struct {
     int version;       /* registered version, 0 when blocked */
     int previous;      /* version the alias pointed at before, 0 when none */
     bool alias_moved;
+    /* Path of the run's report.md, or of report.json when there is no
+     * report.md. Empty when the run folder lacks its model or report. */
+    char report_path[AP_PATH_MAX + 32];
 } ap_promote_outcome;
 
 /* Register the run's model, card and reports as a version and move the alias

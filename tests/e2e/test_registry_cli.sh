@@ -144,6 +144,11 @@ grep -q "^3 .*champion" "$work/repaired.out" || { cat "$work/repaired.out"; fail
 grep -q "points at version" "$work/repaired.out" "$work/repaired.err" &&
     fail "a repaired alias is still reported"
 
+# A blocked promotion names the report with its full path.
+make_run failed false 3
+expect 3 "promotion blocked: the model failed the validation gate (see $work/failed/report.md)" \
+    "$APIARY" promote "${common[@]}" --set run_name=failed
+
 # A missing model file is a file system failure, in the registry and in a run.
 rm "$registry/apiary-bees/versions/2/model.safetensors"
 expect 5 "version 2 lists model.safetensors, but" "$APIARY" score "${common[@]}" --model 2 \
