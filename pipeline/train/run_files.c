@@ -71,7 +71,7 @@ static ap_status read_object(const char *run_dir, const char *path, const char *
 {
     *out = NULL;
     if (!ap_path_exists(path))
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
+        return ap_error_set(err, AP_ERR_IO,
                             "run %s is marked complete (%s), but its %s %s is missing", run_dir,
                             AP_RUN_COMPLETE_FILE, what, path);
     uint8_t *text = NULL;
@@ -115,7 +115,7 @@ static ap_status check_weights(const char *run_dir, const json_t *card, const ch
     if (status != AP_OK)
         return status;
     if (!ap_path_exists(path))
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
+        return ap_error_set(err, AP_ERR_IO,
                             "run %s is marked complete (%s), but its weights file %s is missing",
                             run_dir, AP_RUN_COMPLETE_FILE, path);
     status = ap_sha256_file(path, actual, err);

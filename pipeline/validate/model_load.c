@@ -155,7 +155,7 @@ static ap_status locate_weights(const char *card_path, const json_t *card, ap_lo
         return status;
 
     if (!ap_path_exists(out->weights_path))
-        return ap_error_set(err, AP_ERR_NOT_FOUND,
+        return ap_error_set(err, AP_ERR_IO,
                             "weights file %s, which model card %s names, is missing; copy it "
                             "from the run or registry version the card came from, or, in a run "
                             "folder that still has its final checkpoint, rerun apiary train for "

@@ -58,7 +58,7 @@ set +e
     2> "$work/gone.err"
 code=$?
 set -e
-[ "$code" -ne 0 ] || fail "training a finished run without its model and checkpoint succeeded"
+[ "$code" -eq 5 ] || fail "training a finished run without its model and checkpoint exited with $code, expected 5"
 grep -q "ERROR.*$work/runs/gone/model.safetensors is missing, and it has no checkpoint" \
     "$work/gone.err" || { cat "$work/gone.err"; fail "the error does not name the missing model"; }
 grep -q "choose a new run_name.*or remove $work/runs/gone/complete.json and train the run again" \
@@ -68,7 +68,7 @@ set +e
     2> "$work/gone-validate.err"
 code=$?
 set -e
-[ "$code" -ne 0 ] || fail "validating a run without its model succeeded"
+[ "$code" -eq 5 ] || fail "validating a run without its model exited with $code, expected 5"
 grep -q "weights file $work/runs/gone/model.safetensors, which model card .* names, is missing; \
 copy it" "$work/gone-validate.err" ||
     { cat "$work/gone-validate.err"; fail "the validate error does not say what to do"; }

@@ -73,7 +73,7 @@ static void test_missing_weights(void)
     write_finished_run("weights one");
     remove_file(AP_RUN_MODEL_FILE);
     ap_error err = {0};
-    CHECK_INT_EQ(ap_run_check_complete(run_dir, &err), AP_ERR_NOT_FOUND);
+    CHECK_INT_EQ(ap_run_check_complete(run_dir, &err), AP_ERR_IO);
     char path[4200];
     run_file(AP_RUN_MODEL_FILE, path, sizeof(path));
     CHECK_STR_CONTAINS(err.message, path);
@@ -94,7 +94,7 @@ static void test_missing_card(void)
     write_finished_run("weights one");
     remove_file(AP_RUN_CARD_FILE);
     ap_error err = {0};
-    CHECK_INT_EQ(ap_run_check_complete(run_dir, &err), AP_ERR_NOT_FOUND);
+    CHECK_INT_EQ(ap_run_check_complete(run_dir, &err), AP_ERR_IO);
     char path[4200];
     run_file(AP_RUN_CARD_FILE, path, sizeof(path));
     CHECK_STR_CONTAINS(err.message, path);
