@@ -220,6 +220,8 @@ static inline ap_status ap_registry_check_model_name(const char *name, ap_error 
 
 static inline ap_status ap_registry_check_alias_name(const char *name, ap_error *err)
 {
+    if (name == NULL)
+        return ap_error_set(err, AP_ERR_INVALID, "alias name is empty");
     ap_status status = ap_registry_check_name_chars("alias", name, AP_REGISTRY_ALIAS_NAME_MAX, err);
     if (status != AP_OK)
         return status;
