@@ -47,7 +47,8 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
 
 /* Write into out the command "apiary STAGE -c CONFIG [--set KEY=VALUE]...
  * [SUFFIX]" with the config and overrides of options, quoted for a POSIX
- * shell, so that a hint in a message reaches the same run. suffix may be
+ * shell and after "mpirun -np N" under an MPI launcher of N processes, so
+ * that a hint in a message reaches the same run. suffix may be
  * NULL. When the command does not fit, out names the options instead.
  * Returns out. */
 const char *ap_cli_command_text(const char *stage, const ap_cli_options *options,

@@ -133,7 +133,13 @@ const char *ap_cli_command_text(const char *stage, const ap_cli_options *options
 {
     size_t used = 0;
     out[0] = '\0';
-    bool fits = append_text(out, out_size, &used, "apiary") &&
+    /* Under mpirun, the same command must run with the same process count. */
+    char launcher[48] = "";
+    int processes = ap_comm_launcher_size();
+    if (processes > 1)
+        snprintf(launcher, sizeof(launcher), "mpirun -np %d ", processes);
+    bool fits = append_text(out, out_size, &used, launcher) &&
+                append_text(out, out_size, &used, "apiary") &&
                 append_argument(out, out_size, &used, stage) &&
                 append_argument(out, out_size, &used, "-c") &&
                 append_argument(out, out_size, &used, options->config_path);
@@ -143,8 +149,9 @@ const char *ap_cli_command_text(const char *stage, const ap_cli_options *options
     if (fits && suffix != NULL)
         fits = append_argument(out, out_size, &used, suffix);
     if (!fits)
-        snprintf(out, out_size, "apiary %s -c %s with the same --set options%s%s", stage,
-                 options->config_path, suffix != NULL ? " and " : "", suffix != NULL ? suffix : "");
+        snprintf(out, out_size, "%sapiary %s -c %s with the same --set options%s%s", launcher,
+                 stage, options->config_path, suffix != NULL ? " and " : "",
+                 suffix != NULL ? suffix : "");
     return out;
 }
 
@@ -238,7 +245,8 @@ int ap_cli_check_run_folder(const ap_config *cfg, bool resume)
     bool complete, has_checkpoint;
     ap_error err = {0};
     if (ap_run_dir(cfg, run_dir, sizeof(run_dir), &err) != AP_OK ||
-        ap_run_check_state(cfg, run_dir, resume, &complete, &has_checkpoint, &err) != AP_OK) {
+        ap_run_check_state(cfg, run_dir, resume, ap_comm_launcher_size(), &complete,
+                           &has_checkpoint, &err) != AP_OK) {
         AP_ERROR("train failed: %s", err.message);
         return AP_EXIT_USAGE;
     }

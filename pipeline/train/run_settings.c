@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pipeline/common/fsutil.h"
+#include "pipeline/train/checkpoint.h"
 
 /* One "key: value" line of ap_config_to_yaml output; sections are lines
  * without indentation that end in ':'. */
@@ -130,8 +131,61 @@ ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, boo
     return status;
 }
 
-ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool resume, bool *complete,
-                             bool *has_checkpoint, ap_error *err)
+void ap_run_settings_hash(const ap_config *cfg, char hex[65])
+{
+    ap_config settings, defaults;
+    ap_config_model_settings(cfg, true, &settings);
+    ap_config_defaults(&defaults);
+    settings.train.epochs = 1;
+    settings.train.collective_timeout = defaults.train.collective_timeout;
+    char *yaml = ap_config_to_yaml(&settings);
+    ap_sha256_hex(yaml ? yaml : "", yaml ? strlen(yaml) : 0, hex);
+    free(yaml);
+}
+
+/* Compare the checkpoint's recorded settings hash and process count with
+ * this job's, from its metadata alone. */
+static ap_status check_checkpoint_metadata(const ap_config *cfg, const char *path, int world,
+                                           ap_error *err)
+{
+    ap_st_file file = {0};
+    ap_status status = ap_safetensors_read(path, &file, err);
+    if (status != AP_OK)
+        return status;
+    char expected[65];
+    ap_run_settings_hash(cfg, expected);
+    const char *recorded = ap_st_meta_get(&file, "config_sha256");
+    const char *world_text = ap_st_meta_get(&file, "world_size");
+    long saved_world = 1;
+    if (world_text != NULL) {
+        char *end = NULL;
+        saved_world = strtol(world_text, &end, 10);
+        if (end == world_text || *end != '\0' || saved_world < 1)
+            status = ap_error_set(err, AP_ERR_FORMAT,
+                                  "%s: metadata world_size \"%.40s\" is not a process count; "
+                                  "the checkpoint is damaged, so delete it to train the run again",
+                                  path, world_text);
+    }
+    if (status == AP_OK && recorded != NULL && strcmp(recorded, expected) != 0)
+        status = ap_error_set(err, AP_ERR_INVALID,
+                              "%s was written with different settings than %s, and the run's "
+                              "config.yaml did not show which (it was missing or edited); resume "
+                              "with the config the run started with, or choose a new run_name "
+                              "(--set run_name=NAME)",
+                              path, cfg->source_path);
+    if (status == AP_OK && saved_world != world)
+        status = ap_error_set(err, AP_ERR_INVALID,
+                              "%s was written by a job of %ld process%s, but this job has %d; "
+                              "resume with %ld (mpirun -np %ld), or start a new run "
+                              "(--set run_name=NAME)",
+                              path, saved_world, saved_world == 1 ? "" : "es", world, saved_world,
+                              saved_world);
+    ap_st_file_free(&file);
+    return status;
+}
+
+ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool resume, int world,
+                             bool *complete, bool *has_checkpoint, ap_error *err)
 {
     char path[AP_PATH_MAX + 64];
     *complete = ap_path_join(path, sizeof(path), run_dir, "complete.json", err) == AP_OK &&
@@ -166,5 +220,8 @@ ap_status ap_run_check_state(const ap_config *cfg, const char *run_dir, bool res
                               "settings it started with (in %s/config.yaml), or choose a new "
                               "run_name (--set run_name=NAME) to train with these",
                               run_dir, changed, run_dir);
+    if (status == AP_OK &&
+        ap_path_join(path, sizeof(path), run_dir, "checkpoint.safetensors", err) == AP_OK)
+        status = check_checkpoint_metadata(cfg, path, world, err);
     return status;
 }

@@ -61,23 +61,6 @@ static ap_status agree(trainer *t, ap_status status, const char *operation, ap_e
     return ap_dp_agree(t->comm, status, operation, err);
 }
 
-/* Hash of the settings that shape the trained weights. The epoch count is
- * left out because checkpoints were hashed without it when a resume could
- * change it; ap_run_check_state rejects a changed epoch count through the
- * run's config.yaml instead. The collective timeout is left out so that a
- * resumed job may wait longer. */
-static void compute_config_hash(const ap_config *cfg, char hex[65])
-{
-    ap_config settings, defaults;
-    ap_config_model_settings(cfg, true, &settings);
-    ap_config_defaults(&defaults);
-    settings.train.epochs = 1;
-    settings.train.collective_timeout = defaults.train.collective_timeout;
-    char *yaml = ap_config_to_yaml(&settings);
-    ap_sha256_hex(yaml ? yaml : "", yaml ? strlen(yaml) : 0, hex);
-    free(yaml);
-}
-
 static ap_status check_device(const ap_config *cfg, ap_error *err)
 {
     return ap_train_device_check(cfg, err);
@@ -107,8 +90,8 @@ static ap_status open_comm(trainer *t, ap_error *err)
 
 static ap_status check_run_state(trainer *t, bool *complete, bool *has_checkpoint, ap_error *err)
 {
-    return ap_run_check_state(t->cfg, t->run_dir, t->request->resume, complete, has_checkpoint,
-                              err);
+    return ap_run_check_state(t->cfg, t->run_dir, t->request->resume, t->world, complete,
+                              has_checkpoint, err);
 }
 
 /* A training that starts from the first epoch moves the log of an earlier
@@ -425,13 +408,13 @@ static ap_status load_checkpoint(trainer *t, const char *expected_hash, ap_error
         status = ap_train_state_load(path, t->net, &t->opt, &t->position, err);
     if (status != AP_OK)
         return status;
-    /* ap_run_check_state compared the settings with the run's config.yaml
-     * before, so a mismatch here means that file was missing or edited. */
+    /* ap_run_check_state compared the settings with the checkpoint's before
+     * any file was written; this guards a checkpoint replaced since then. */
     if (strcmp(t->position.config_hash, expected_hash) != 0)
         return ap_error_set(err, AP_ERR_INVALID,
                             "%s was written with different settings than %s, and the run's "
                             "config.yaml did not show which (it was missing or edited); resume "
-                            "with the config the run started with, or choose another run_name "
+                            "with the config the run started with, or choose a new run_name "
                             "(--set run_name=NAME)",
                             path, t->cfg->source_path);
     AP_INFO("resuming from %s at epoch %ld step %ld", path, t->position.epoch + 1,
@@ -469,7 +452,7 @@ static ap_status share_training_state(trainer *t, ap_error *err)
 static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err)
 {
     char expected_hash[65];
-    compute_config_hash(t->cfg, expected_hash);
+    ap_run_settings_hash(t->cfg, expected_hash);
     memset(&t->position, 0, sizeof(t->position));
     memcpy(t->position.config_hash, expected_hash, sizeof(expected_hash));
 
@@ -491,7 +474,7 @@ static ap_status restore_or_start(trainer *t, bool has_checkpoint, ap_error *err
 static ap_status check_same_inputs(trainer *t, ap_error *err)
 {
     char config_hash[65], fingerprint[256];
-    compute_config_hash(t->cfg, config_hash);
+    ap_run_settings_hash(t->cfg, config_hash);
     snprintf(fingerprint, sizeof(fingerprint), "config %s manifest %s split %s images %zu",
              config_hash, t->data.manifest_hash, t->data.split_hash, t->data.images.count);
     return ap_dp_check_same(t->comm, fingerprint, AP_ERR_INVALID,

@@ -93,4 +93,15 @@ expect_rejected_resume root "$work/elsewhere now)" --set data.root="$work/elsewh
 grep -q "data.root (" "$work/changed-root.err" || fail "the error does not name data.root"
 cmp -s "$work/changed/config.yaml" "$work/changed-config.yaml" ||
     fail "a rejected resume changed the run's config.yaml"
+
+# Without the run's config.yaml the checkpoint's settings hash still rejects
+# changed settings, before config.yaml is written again, so the resume with
+# the original settings still works afterwards.
+rm "$work/changed/config.yaml"
+expect_rejected_resume lost-config "was written with different settings than $config" \
+    --set train.learning_rate=0.5
+[ ! -e "$work/changed/config.yaml" ] || fail "a rejected resume wrote config.yaml with its settings"
+"$APIARY" train -c "$config" "${settings[@]}" --set run_name=changed --set train.epochs=1 \
+    --resume > /dev/null 2> "$work/changed-restored.err" ||
+    { cat "$work/changed-restored.err"; fail "the resume with the original settings failed"; }
 echo "PASS"
