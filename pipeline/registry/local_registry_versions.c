@@ -480,14 +480,19 @@ static ap_status check_record_file(const char *version_dir, int version, const c
             err->code = AP_ERR_IO;
     }
     if (status != AP_OK) {
-        ap_error_prefix(err, "version %d is incomplete", version);
+        ap_error_prefix(err,
+                        "version %d is incomplete (restore the file, or point the alias at "
+                        "another version with apiary registry rollback --to VERSION --reason "
+                        "TEXT)",
+                        version);
         return status;
     }
     if (strcmp(actual, expected) != 0 || size != json_integer_value(size_value))
         return ap_error_set(err, AP_ERR_FORMAT,
                             "version %d: %s has sha256 %s (%lld bytes) but was registered with "
-                            "%s (%lld bytes); the file changed after registration, so register "
-                            "the model again as a new version",
+                            "%s (%lld bytes); the file changed after registration, so restore it, "
+                            "or point the alias at another version (apiary registry rollback "
+                            "--to VERSION --reason TEXT)",
                             version, name, actual, size, expected,
                             (long long)json_integer_value(size_value));
     return AP_OK;
@@ -588,11 +593,33 @@ static ap_status collect_aliases(const json_t *doc, ap_registry_version_info *in
     return AP_OK;
 }
 
+/* True when every file that record lists is present in the version's
+ * folder. Only presence is checked, so that listing stays cheap; the files'
+ * hashes are checked when a version is read. */
+static bool listed_files_present(const local_registry *registry, const char *model, int version,
+                                 const json_t *record)
+{
+    char version_dir[PATH_SIZE], path[PATH_SIZE];
+    if (local_version_dir_path(registry, model, version, version_dir, sizeof(version_dir), NULL) !=
+        AP_OK)
+        return false;
+    const char *name;
+    const json_t *entry;
+    json_object_foreach((json_t *)json_object_get(record, "files"), name, entry)
+    {
+        if (ap_path_join(path, sizeof(path), version_dir, name, NULL) != AP_OK ||
+            !ap_path_exists(path))
+            return false;
+    }
+    return true;
+}
+
 static void describe_version(const local_registry *registry, const char *model,
                              ap_registry_version_info *info)
 {
     json_t *record = NULL;
-    info->complete = local_load_record(registry, model, info->version, &record, NULL) == AP_OK;
+    info->complete = local_load_record(registry, model, info->version, &record, NULL) == AP_OK &&
+                     listed_files_present(registry, model, info->version, record);
     const char *created = json_string_value(json_object_get(record, "created"));
     const char *verdict =
         json_string_value(json_object_get(json_object_get(record, "validation"), "verdict"));
@@ -658,8 +685,9 @@ ap_status local_file_path(ap_registry *base, const char *model, int version, con
         return status;
     if (listed)
         return ap_error_set(err, AP_ERR_IO,
-                            "version %d lists %s, but %s is missing; the version folder changed "
-                            "after registration, so register the model again as a new version",
+                            "version %d lists %s, but %s is missing; restore the file, or point "
+                            "the alias at another version (apiary registry rollback --to VERSION "
+                            "--reason TEXT)",
                             version, file_name, path);
     return ap_error_set(err, AP_ERR_NOT_FOUND,
                         "version %d has no file %s; show the version to see its files", version,

@@ -153,6 +153,12 @@ expect 3 "promotion blocked: the model failed the validation gate (see $work/fai
 rm "$registry/apiary-bees/versions/2/model.safetensors"
 expect 5 "version 2 lists model.safetensors, but" "$APIARY" score "${common[@]}" --model 2 \
     --input "$work" --output "$work/scores"
+grep -q "restore the file, or point the alias at another version (apiary registry rollback" \
+    "$work/last.err" || { cat "$work/last.err"; fail "the error offers no fix that works"; }
+"$APIARY" registry list "${common[@]}" > "$work/damaged.out" 2> /dev/null ||
+    fail "registry list failed on a registry with a damaged version"
+grep -q "^2 .*(incomplete)$" "$work/damaged.out" ||
+    { cat "$work/damaged.out"; fail "registry list does not flag the version without its model"; }
 rm "$work/first/model.safetensors"
 expect 5 "has no trained model" "$APIARY" promote "${common[@]}" --set run_name=first
 echo "PASS"
