@@ -741,7 +741,10 @@ static ap_status train_run(trainer *t, ap_train_outcome *outcome, ap_error *err)
         status = train_epochs(t, outcome, err);
     if (status == AP_OK)
         status = write_final_outputs(t, outcome, err);
-    if (status == AP_OK)
+    if (status == AP_OK && rewrite)
+        AP_INFO("model and card written again from the final checkpoint: %s",
+                outcome->model_path);
+    else if (status == AP_OK)
         AP_INFO("training finished: %ld epoch%s, %.1f images/s; model %s", outcome->epochs_done,
                 outcome->epochs_done == 1 ? "" : "s", outcome->images_per_second,
                 outcome->model_path);

@@ -49,6 +49,9 @@ grep -q "WARN.*run $work/runs/done is marked complete (complete.json), but its w
 $work/runs/done/model.safetensors is missing; writing the model and card again from the final \
 checkpoint $work/runs/done/checkpoint.safetensors" "$work/rewrite.err" ||
     { cat "$work/rewrite.err"; fail "no warning that names the missing model"; }
+grep -q "model and card written again from the final checkpoint: $work/runs/done/model.safetensors" \
+    "$work/rewrite.err" || { cat "$work/rewrite.err"; fail "the rewrite is not reported"; }
+grep -q "training finished" "$work/rewrite.err" && fail "a rewrite is reported as a training"
 cmp -s "$work/done-model" "$work/runs/done/model.safetensors" ||
     fail "the model written again differs from the trained one"
 # Without a checkpoint, train fails and prints what to do, and so does validate.
