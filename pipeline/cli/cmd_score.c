@@ -84,6 +84,7 @@ static bool split_flags(int argc, char **argv, score_flags *flags, char **rest, 
 static bool apply_flags(const score_flags *flags, ap_config *cfg)
 {
     static const char *const keys[] = {"score.model", "score.input", "score.output"};
+    static const char *const names[] = {"--model", "--input", "--output"};
     const char *values[] = {flags->model, flags->input, flags->output};
     for (int i = 0; i < 3; i++) {
         if (values[i] == NULL)
@@ -93,8 +94,14 @@ static bool apply_flags(const score_flags *flags, ap_config *cfg)
         if (snprintf(assignment, sizeof(assignment), "%s=%s", keys[i], values[i]) >=
                 (int)sizeof(assignment) ||
             ap_config_set(cfg, assignment, &err) != AP_OK) {
-            fprintf(stderr, "apiary: invalid %s: %s\n", keys[i] + 6,
-                    err.message[0] != '\0' ? err.message : "the value is too long");
+            /* The reason without ap_config_set's "--set KEY: ", since the
+             * value came from the flag. */
+            char prefix[64];
+            snprintf(prefix, sizeof(prefix), "--set %s: ", keys[i]);
+            const char *reason = err.message[0] != '\0' ? err.message : "the value is too long";
+            if (strncmp(reason, prefix, strlen(prefix)) == 0)
+                reason += strlen(prefix);
+            fprintf(stderr, "apiary: invalid %s (%s): %s\n", names[i], keys[i], reason);
             return false;
         }
     }
