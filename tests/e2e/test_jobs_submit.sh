@@ -2,7 +2,7 @@
 # jobs/submit. --dry-run prints a ConfigMap with the config file and a Job made
 # from the CronJob template, and both validate offline (Kubernetes 1.31 and 1.37
 # schemas, jobs/check-manifests). Invalid arguments exit with code 2 and a
-# message. Against a stand-in kubectl on PATH that records its calls, a
+# message, and a password in a URI is rejected without being printed. Against a stand-in kubectl on PATH that records its calls, a
 # submission creates the ConfigMap, the Job and the owner reference, and
 # --follow exits with the apiary exit code of the failed pod.
 source "$(dirname "$0")/common.sh"
@@ -91,6 +91,30 @@ printf -- '- a list\n' > "$work/list.yaml"
 expect_usage_error "is not a YAML mapping" -c "$work/list.yaml" --dry-run
 head -c 1100000 /dev/zero | tr '\0' '#' > "$work/huge.yaml"
 expect_usage_error "larger than a ConfigMap can hold" -c "$work/huge.yaml" --dry-run
+
+# A password in a URI would be stored in the cluster with the Job or the
+# ConfigMap, so it is rejected, and the message does not repeat it.
+expect_password_error() {
+    expect_usage_error "$@"
+    if grep -qF "s3cret" "$work/usage.err"; then
+        fail "jobs/submit ${*:2} printed the password: $(cat "$work/usage.err")"
+    fi
+}
+expect_password_error "invalid --set registry.uri: the URI contains a password" \
+    -c "$config" --set 'registry.uri=http://u:s3cret@127.0.0.1' --dry-run
+expect_password_error "invalid --set: the URI contains a password" \
+    -c "$config" --set 'Registry.URI=http://u:s3cret@127.0.0.1' --dry-run
+expect_password_error "invalid --set store.endpoint: the URI contains a password" \
+    -c "$config" --set 'store.endpoint=[http://127.0.0.1, https://u:s3cret@127.0.0.1:9000/b]' \
+    --dry-run
+sed 's|^  uri: .*|  uri: "http://apiary:s3cret@127.0.0.1:5000"|' "$config" > "$work/password.yaml"
+grep -q "s3cret" "$work/password.yaml" || fail "could not put a password into the test config"
+expect_password_error "config file $work/password.yaml: the value of registry.uri contains a URI" \
+    -c "$work/password.yaml" --dry-run
+# A user name alone, and an '@' after the host, are no password.
+"$submit" -c "$config" --set 'registry.uri=http://apiary@127.0.0.1:5000/a@b:c' --dry-run \
+    > "$work/user.yaml" 2> "$work/user.err" ||
+    { cat "$work/user.err"; fail "jobs/submit rejected a URI with a user name and no password"; }
 
 # A submission against a stand-in kubectl that serves the base CronJob as
 # JSON, records every call in calls.log and plays a Job whose pod fails with
