@@ -76,6 +76,8 @@ expect_usage_error() {
     [ ! -s "$work/usage.out" ] || fail "jobs/submit $* printed manifests despite the error"
 }
 expect_usage_error "missing -c CONFIG" --dry-run
+expect_usage_error "-c given twice ($config and $work/other.yaml); give one config file" \
+    -c "$config" --config "$work/other.yaml" --dry-run
 expect_usage_error "config file $work/none.yaml not found" -c "$work/none.yaml" --dry-run
 expect_usage_error "invalid --set 'train epochs=3'" -c "$config" --set 'train epochs=3' --dry-run
 expect_usage_error "invalid --set 'train.epochs'" -c "$config" --set train.epochs --dry-run
