@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # jobs/submit. --dry-run prints a ConfigMap with the config file and a Job made
-# from the CronJob template, and both validate offline (Kubernetes 1.31 and 1.37
-# schemas, jobs/check-manifests). Invalid arguments exit with code 2 and a
-# message, and a password in a URI is rejected without being printed. Against a stand-in kubectl on PATH that records its calls, a
-# submission creates the ConfigMap, the Job and the owner reference, and
-# --follow exits with the apiary exit code of the failed pod.
+# from the CronJob template, and both validate offline (Kubernetes 1.31 and
+# 1.37 schemas, jobs/check-manifests). Invalid arguments exit with code 2 and a
+# message, and a password in a URI is rejected without being printed. apiary
+# config show (or, without an apiary binary, jobs/config-keys.txt) checks the
+# config and the overrides first. Against a stand-in kubectl on PATH that
+# records its calls, a submission creates the ConfigMap, the Job and the owner
+# reference, and --follow exits with the apiary exit code of the failed pod.
 source "$(dirname "$0")/common.sh"
 src="$APIARY_SOURCE_DIR"
 venv="${APIARY_TEST_VENV:-$src/.venv-test}"
@@ -117,6 +119,105 @@ expect_password_error "config file $work/password.yaml: the value of registry.ur
 "$submit" -c "$config" --set 'registry.uri=http://apiary@127.0.0.1:5000/a@b:c' --dry-run \
     > "$work/user.yaml" 2> "$work/user.err" ||
     { cat "$work/user.err"; fail "jobs/submit rejected a URI with a user name and no password"; }
+
+# Before it prints or submits anything, jobs/submit checks the config and the
+# overrides with apiary config show and stops with apiary's message.
+expect_usage_error "apiary: invalid config: --set bogus.key: unknown key" \
+    -c "$config" --set bogus.key=1 --dry-run
+grep -qF "the config or an override is invalid ($APIARY config show exited with code 2)" \
+    "$work/usage.err" || { cat "$work/usage.err"; fail "jobs/submit did not name the failed check"; }
+expect_usage_error "--set train.epochs: 'forty' is not an integer" \
+    -c "$config" --set train.epochs=forty --dry-run
+if grep -qF "stand-in" "$work/usage.err"; then
+    fail "jobs/submit blamed the stand-in values for an invalid override: $(cat "$work/usage.err")"
+fi
+# A variable the cluster sets gets a stand-in value. When the config fails
+# with it, the message names that variable.
+env -u APIARY_DATA_URI "$submit" -c "$config" --dry-run > /dev/null 2> "$work/stand-in.err" ||
+    { cat "$work/stand-in.err"; fail "jobs/submit needs APIARY_DATA_URI to check the config"; }
+printf 'data:\n  root: s3://bucket/data\n  labels: [wasps]\n  width: "${APIARY_TEST_WIDTH}"\n' \
+    > "$work/width.yaml"
+env -u APIARY_TEST_WIDTH "$submit" -c "$work/width.yaml" --dry-run > /dev/null 2> "$work/width.err" &&
+    fail "jobs/submit accepted data.width 'stand-in-for-APIARY_TEST_WIDTH'"
+grep -qF "stand-in values for APIARY_TEST_WIDTH because they are unset here" "$work/width.err" ||
+    { cat "$work/width.err"; fail "jobs/submit did not name the stand-in value of the failed check"; }
+APIARY_TEST_WIDTH=64 "$submit" -c "$work/width.yaml" --dry-run > /dev/null 2> "$work/width.err" ||
+    { cat "$work/width.err"; fail "jobs/submit did not use APIARY_TEST_WIDTH from the environment"; }
+APIARY="$work/none" expect_usage_error "APIARY=$work/none is not an executable file" \
+    -c "$config" --dry-run
+
+# The check runs $APIARY, else apiary on PATH, else build/apiary of the
+# checkout, with the environment of the Job's pod: the values the template
+# sets, the Job's name, and stand-ins for the rest. A stand-in apiary records
+# its arguments and those variables.
+mkdir -p "$work/fake"
+cat > "$work/fake/apiary" <<'EOF'
+#!/usr/bin/env bash
+{
+    printf '%s\n' "$@"
+    for name in APIARY_DATA_URI APIARY_MLFLOW_CACHE APIARY_OUTPUT_DIR APIARY_RUN_NAME; do
+        echo "$name=${!name-unset}"
+    done
+} > "$FAKE_APIARY_LOG"
+EOF
+chmod +x "$work/fake/apiary"
+expected_check="config
+show
+-c
+$config
+--set
+train.epochs=40
+APIARY_DATA_URI=stand-in-for-APIARY_DATA_URI
+APIARY_MLFLOW_CACHE=/var/cache/apiary/mlflow
+APIARY_OUTPUT_DIR=/var/lib/apiary/runs
+APIARY_RUN_NAME=apiary-manual-check"
+run_check() {
+    rm -f "$work/check.log"
+    env -u APIARY_DATA_URI -u APIARY_OUTPUT_DIR -u APIARY_RUN_NAME -u APIARY_MLFLOW_CACHE \
+        -u APIARY_THREADS -u APIARY_REGISTRY_URI FAKE_APIARY_LOG="$work/check.log" "$@" \
+        -c "$config" --name apiary-manual-check --set train.epochs=40 --dry-run \
+        > "$work/check.out" 2> "$work/check.err" ||
+        { cat "$work/check.err"; fail "jobs/submit failed with a stand-in apiary"; }
+    [ -f "$work/check.log" ] || fail "$* did not run the stand-in apiary"
+    [ "$(cat "$work/check.log")" = "$expected_check" ] ||
+        fail "the check ran $(cat "$work/check.log"), expected $expected_check"
+}
+run_check env APIARY="$work/fake/apiary" "$submit"
+run_check env -u APIARY PATH="$work/fake:$PATH" "$submit"
+# Without APIARY and apiary on PATH, from a copy of the checkout with
+# build/apiary, and then without any apiary.
+mkdir -p "$work/checkout/jobs/base" "$work/checkout/build"
+cp "$submit" "$src/jobs/config-keys.txt" "$work/checkout/jobs/"
+cp "$src/jobs/base/nightly-cronjob.yaml" "$work/checkout/jobs/base/"
+cp "$work/fake/apiary" "$work/checkout/build/apiary"
+no_apiary_path="$work/nothing:/usr/local/bin:/usr/bin:/bin"
+PATH="$no_apiary_path" command -v apiary > /dev/null &&
+    skip "an apiary on $no_apiary_path hides the case without one"
+run_check env -u APIARY PATH="$no_apiary_path" "$work/checkout/jobs/submit"
+rm "$work/checkout/build/apiary"
+without_apiary=(env -u APIARY PATH="$no_apiary_path" "$work/checkout/jobs/submit" -c "$config")
+"${without_apiary[@]}" --set train.epochs=forty --set gate.rules=x --dry-run \
+    > "$work/unchecked.out" 2> "$work/unchecked.err" ||
+    { cat "$work/unchecked.err"; fail "jobs/submit without apiary rejected known keys"; }
+grep -qF "warning: found no apiary binary" "$work/unchecked.err" ||
+    { cat "$work/unchecked.err"; fail "jobs/submit without apiary did not warn"; }
+grep -qF "train.epochs=forty" "$work/unchecked.out" ||
+    fail "jobs/submit without apiary printed no manifests"
+set +e
+"${without_apiary[@]}" --set bogus.key=1 --dry-run > "$work/unchecked.out" 2> "$work/unchecked.err"
+code=$?
+set -e
+[ "$code" -eq 2 ] || fail "jobs/submit without apiary exited with $code on an unknown key, expected 2"
+grep -qF "invalid --set bogus.key: unknown config key" "$work/unchecked.err" ||
+    { cat "$work/unchecked.err"; fail "jobs/submit without apiary accepted --set bogus.key"; }
+
+# jobs/config-keys.txt, which the check without apiary reads, lists the keys of this apiary.
+"$APIARY" config keys | awk 'NR > 1 && /^[^ ]/ {print $1}' > "$work/keys.txt"
+[ "$(wc -l < "$work/keys.txt")" -ge 50 ] ||
+    fail "apiary config keys listed $(wc -l < "$work/keys.txt") keys, expected 50 or more"
+diff -u "$src/jobs/config-keys.txt" "$work/keys.txt" ||
+    fail "jobs/config-keys.txt differs from apiary config keys; rewrite it with" \
+        "build/apiary config keys | awk 'NR > 1 && /^[^ ]/ {print \$1}' > jobs/config-keys.txt"
 
 # A submission against a stand-in kubectl that serves the base CronJob as
 # JSON, records every call in calls.log and plays a Job whose pod fails with
