@@ -4,9 +4,10 @@
 # 1.37 schemas, jobs/check-manifests). Invalid arguments exit with code 2 and a
 # message, and a password in a URI is rejected without being printed. apiary
 # config show (or, without an apiary binary, jobs/config-keys.txt) checks the
-# config and the overrides first. Against a stand-in kubectl on PATH that
-# records its calls, a submission creates the ConfigMap, the Job and the owner
-# reference, and --follow exits with the apiary exit code of the failed pod.
+# config and the overrides first. The run is named after the Job. Against a
+# stand-in kubectl on PATH that records its calls, a submission creates the
+# ConfigMap, the Job and the owner reference, and --follow exits with the
+# apiary exit code of the failed pod.
 source "$(dirname "$0")/common.sh"
 src="$APIARY_SOURCE_DIR"
 venv="${APIARY_TEST_VENV:-$src/.venv-test}"
@@ -42,8 +43,8 @@ assert stored == original, "the ConfigMap does not hold the config file unchange
 assert job["metadata"]["name"] == "apiary-manual-test", job["metadata"]
 pod = job["spec"]["template"]["spec"]
 container = [c for c in pod["containers"] if c["name"] == "apiary"][0]
-expected = ["run", "-c", "/etc/apiary/nightly.yaml", "--set", "train.epochs=40",
-            "--set", "gate.rules=wasps.recall.lower >= 0.9"]
+expected = ["run", "-c", "/etc/apiary/nightly.yaml", "--set", "run_name=apiary-manual-test",
+            "--set", "train.epochs=40", "--set", "gate.rules=wasps.recall.lower >= 0.9"]
 assert container["args"] == expected, container["args"]
 volume = [v for v in pod["volumes"] if v["name"] == "config"][0]
 assert volume["configMap"] == {"name": "apiary-manual-test-config"}, volume
@@ -51,6 +52,45 @@ labels = job["spec"]["template"]["metadata"]["labels"]
 assert labels["app.kubernetes.io/component"] == "manual-retrain", labels
 assert "namespace" not in job["metadata"], job["metadata"]
 PY
+
+# The run is named after the Job, also when the config fixes run_name (as
+# configs/local.yaml does) or when the Job gets the default name. An override
+# of run_name replaces it.
+run_args() {
+    "$python" -c 'import sys, yaml
+job = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Job"][0]
+print(job["metadata"]["name"])
+args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+print("\n".join(args[3:]))' "$1"
+}
+local_config="$src/configs/local.yaml"
+grep -qx 'run_name: local .*' "$local_config" || fail "configs/local.yaml no longer fixes run_name"
+"$submit" -c "$local_config" --name apiary-manual-local --set train.epochs=2 --dry-run \
+    > "$work/local.yaml" || fail "jobs/submit --dry-run with configs/local.yaml failed"
+[ "$(run_args "$work/local.yaml")" = "apiary-manual-local
+--set
+run_name=apiary-manual-local
+--set
+train.epochs=2" ] || fail "the run of Job apiary-manual-local is not named after it: $(run_args "$work/local.yaml")"
+"$python" -c 'import sys, yaml
+job = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Job"][0]
+print("\0".join(job["spec"]["template"]["spec"]["containers"][0]["args"][3:]), end="")' \
+    "$work/local.yaml" | xargs -0 "$APIARY" config show -c "$local_config" > "$work/local-show.yaml" ||
+    fail "apiary config show rejected the arguments of Job apiary-manual-local"
+grep -qx "run_name: apiary-manual-local" "$work/local-show.yaml" ||
+    fail "apiary reads run_name $(grep '^run_name:' "$work/local-show.yaml") from the Job's arguments"
+"$submit" -c "$local_config" --dry-run > "$work/default-name.yaml" ||
+    fail "jobs/submit --dry-run without --name failed"
+run_args "$work/default-name.yaml" > "$work/default-name.args"
+default_name=$(head -n 1 "$work/default-name.args")
+[[ "$default_name" =~ ^apiary-manual-[0-9]+$ ]] || fail "default Job name $default_name"
+grep -qx "run_name=$default_name" "$work/default-name.args" ||
+    fail "the run of Job $default_name is not named after it: $(cat "$work/default-name.args")"
+"$submit" -c "$local_config" --name apiary-manual-promote --set run_name=apiary-train-mpi \
+    --dry-run > "$work/own-name.yaml" || fail "jobs/submit --dry-run --set run_name failed"
+[ "$(run_args "$work/own-name.yaml")" = "apiary-manual-promote
+--set
+run_name=apiary-train-mpi" ] || fail "an override of run_name was not kept alone: $(run_args "$work/own-name.yaml")"
 
 # From a rendered overlay: its namespace and image, or the image given.
 "$venv/bin/kubectl" kustomize "$src/jobs/overlays/production" > "$work/production.yaml"
@@ -165,6 +205,8 @@ expected_check="config
 show
 -c
 $config
+--set
+run_name=apiary-manual-check
 --set
 train.epochs=40
 APIARY_DATA_URI=stand-in-for-APIARY_DATA_URI
