@@ -5,6 +5,7 @@
 
 #include "pipeline/cli/cli.h"
 #include "pipeline/common/log.h"
+#include "pipeline/common/uri.h"
 #include "pipeline/store/dataset_fetch.h"
 #include "pipeline/store/store.h"
 
@@ -79,6 +80,31 @@ static bool parse_options(int argc, char **argv, dataset_options *o)
     return true;
 }
 
+/* Reject a password inside any URI argument before it can reach a request,
+ * a log line or an error message. */
+static bool check_uri_passwords(const dataset_options *o)
+{
+    const char *arguments[4];
+    int count = 0;
+    for (int i = 1; i < o->positional_count; i++)
+        arguments[count++] = o->positional[i];
+    if (o->to != NULL)
+        arguments[count++] = o->to;
+    for (int i = 0; i < count; i++) {
+        if (!ap_uri_has_password(arguments[i]))
+            continue;
+        char shown[AP_PATH_MAX];
+        ap_uri_redact(arguments[i], shown, sizeof(shown));
+        fprintf(stderr,
+                "apiary: %s: " AP_URI_PASSWORD_MESSAGE "; remove it and set AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY for S3 (a dataset download sends no credentials), "
+                "so that the password stays out of logs\n",
+                shown);
+        return false;
+    }
+    return true;
+}
+
 /* The config of -c with the overrides, or the defaults with the overrides. */
 static bool load_store_config(const ap_cli_options *options, ap_config *cfg)
 {
@@ -146,11 +172,13 @@ static int fetch(const dataset_options *o, const ap_config *cfg)
     ap_error err = {0};
     if (ap_dataset_fetch(&request, &result, &err) != AP_OK)
         return ap_cli_report("dataset fetch", &err);
+    char url[AP_PATH_MAX];
+    ap_uri_redact(request.url, url, sizeof(url));
     if (result.already_done)
-        printf("%s is already unpacked in %s\n", request.url, request.dir);
+        printf("%s is already unpacked in %s\n", url, request.dir);
     else
         printf("fetched %s: %lld bytes downloaded%s, %ld files unpacked, %d manifests written\n",
-               request.url, (long long)result.downloaded, result.resumed_at > 0 ? " (resumed)" : "",
+               url, (long long)result.downloaded, result.resumed_at > 0 ? " (resumed)" : "",
                result.files, result.manifests);
     printf("data.root: %s\n", result.data_root);
     return AP_EXIT_OK;
@@ -182,6 +210,8 @@ int ap_cmd_dataset(int argc, char **argv)
         print_dataset_help();
         return options.common.help ? AP_EXIT_OK : AP_EXIT_USAGE;
     }
+    if (!check_uri_passwords(&options))
+        return AP_EXIT_USAGE;
     static ap_config cfg;
     if (!load_store_config(&options.common, &cfg))
         return AP_EXIT_USAGE;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pipeline/common/uri.h"
+
 static void *field_of(const ap_config_key *key, ap_config *cfg)
 {
     return (char *)cfg + key->offset;
@@ -93,22 +95,6 @@ static bool is_name_char(char c)
            c == '-' || c == '.';
 }
 
-/* True when text contains a URI whose authority carries a password
- * (scheme://user:password@host), which config.yaml and logs would repeat. */
-static bool has_uri_password(const char *text)
-{
-    const char *scheme_end = strstr(text, "://");
-    if (scheme_end == NULL)
-        return false;
-    const char *authority = scheme_end + 3;
-    size_t length = strcspn(authority, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < length; i++)
-        if (authority[i] == '@')
-            at = authority + i;
-    return at != NULL && memchr(authority, ':', (size_t)(at - authority)) != NULL;
-}
-
 /* Check text against the key's flags and a buffer of size bytes. */
 static bool check_string(const ap_config_key *key, const char *text, size_t size, char *reason,
                          size_t reason_size)
@@ -124,10 +110,11 @@ static bool check_string(const ap_config_key *key, const char *text, size_t size
         snprintf(reason, reason_size, "value is empty; expected %s", allowed);
         return false;
     }
-    if (has_uri_password(text)) {
+    if (ap_uri_has_password(text)) {
         /* The value is not quoted, since it contains the password. */
         snprintf(reason, reason_size,
-                 "the URI contains a password (user:password@); remove it and set "
+                 AP_URI_PASSWORD_MESSAGE
+                 "; remove it and set "
                  "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD for MLflow, or "
                  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3, so that the password "
                  "stays out of config.yaml and logs");

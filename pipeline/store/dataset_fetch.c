@@ -20,6 +20,7 @@
 
 #include "pipeline/common/fsutil.h"
 #include "pipeline/common/log.h"
+#include "pipeline/common/uri.h"
 #include "pipeline/store/store.h"
 
 #define DOWNLOAD_FOLDER ".download"
@@ -47,13 +48,20 @@ const ap_dataset_entry *ap_dataset_find(const char *name)
 
 /* ---- Download ---- */
 
+/* True when the authority at rest names a loopback host. The host follows
+ * the last '@' of the authority, so a user name cannot pose as the host. */
 static bool loopback_host(const char *rest)
 {
+    const char *host = rest;
+    size_t authority = strcspn(rest, "/?#");
+    for (size_t i = 0; i < authority; i++)
+        if (rest[i] == '@')
+            host = rest + i + 1;
     static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
         size_t length = strlen(hosts[i]);
-        if (strncmp(rest, hosts[i], length) == 0 &&
-            (rest[length] == ':' || rest[length] == '/' || rest[length] == '\0'))
+        if (strncmp(host, hosts[i], length) == 0 &&
+            (host[length] == ':' || host[length] == '/' || host[length] == '\0'))
             return true;
     }
     return false;
@@ -62,15 +70,22 @@ static bool loopback_host(const char *rest)
 static ap_status check_request(const ap_dataset_fetch_request *request, ap_error *err)
 {
     const char *url = request->url;
+    char shown[AP_PATH_MAX];
+    ap_uri_redact(url, shown, sizeof(shown));
+    if (ap_uri_has_password(url))
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "dataset URL %.300s: " AP_URI_PASSWORD_MESSAGE
+                            "; remove it, since a dataset download sends no credentials",
+                            shown);
     bool https = strncmp(url, "https://", 8) == 0;
     bool local_http = strncmp(url, "http://", 7) == 0 && loopback_host(url + 7);
     if (!https && !local_http)
         return ap_error_set(err, AP_ERR_INVALID,
                             "dataset URL %.300s must be https:// (plain http:// only to a "
                             "loopback address)",
-                            url);
+                            shown);
     if (strpbrk(url, " \t\r\n") != NULL)
-        return ap_error_set(err, AP_ERR_INVALID, "dataset URL %.300s contains spaces", url);
+        return ap_error_set(err, AP_ERR_INVALID, "dataset URL %.300s contains spaces", shown);
     size_t length = request->sha256 ? strlen(request->sha256) : 0;
     bool hex = length == 64;
     for (size_t i = 0; hex && i < length; i++)
@@ -210,6 +225,8 @@ static bool transient(CURLcode code, long status)
 static ap_status download_partial(const ap_dataset_fetch_request *request, FILE *file,
                                   const char *part, ap_dataset_fetch_result *result, ap_error *err)
 {
+    char url[AP_PATH_MAX];
+    ap_uri_redact(request->url, url, sizeof(url));
     for (int attempt = 0;; attempt++) {
         int64_t offset = file_length(file);
         if (request->size >= 0 && offset > request->size) {
@@ -221,7 +238,7 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
             return AP_OK;
         if (attempt == 0 && offset > 0) {
             result->resumed_at = offset;
-            AP_INFO("resuming the download of %s at byte %lld", request->url, (long long)offset);
+            AP_INFO("resuming the download of %s at byte %lld", url, (long long)offset);
         }
         fseeko(file, 0, SEEK_END);
         download_state state;
@@ -231,7 +248,7 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
             return ap_error_set(err, AP_ERR_IO,
                                 "download of %s to %s failed: cannot write the file, or the "
                                 "server answered a range request with Content-Range \"%s\"",
-                                request->url, part, state.content_range);
+                                url, part, state.content_range);
         if (code == CURLE_OK && (state.status == 200 || state.status == 206))
             return AP_OK;
         if (code == CURLE_OK && state.status == 416 && offset > 0)
@@ -243,8 +260,8 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
                 err, code == CURLE_OK && state.status == 404 ? AP_ERR_NOT_FOUND : AP_ERR_IO,
                 "download of %s failed after %d attempts: %s (HTTP %ld); run "
                 "the command again to resume",
-                request->url, attempt + 1, reason, state.status);
-        AP_WARN("download of %s: %s (HTTP %ld); retrying", request->url, reason, state.status);
+                url, attempt + 1, reason, state.status);
+        AP_WARN("download of %s: %s (HTTP %ld); retrying", url, reason, state.status);
         sleep_backoff(attempt);
     }
 }
@@ -252,6 +269,8 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
 static ap_status verify_download(const ap_dataset_fetch_request *request, const char *part,
                                  ap_error *err)
 {
+    char url[AP_PATH_MAX];
+    ap_uri_redact(request->url, url, sizeof(url));
     struct stat info;
     if (stat(part, &info) != 0)
         return ap_error_set(err, AP_ERR_IO, "cannot inspect %s: %s", part, strerror(errno));
@@ -259,7 +278,7 @@ static ap_status verify_download(const ap_dataset_fetch_request *request, const 
         return ap_error_set(err, AP_ERR_FORMAT,
                             "download of %s has %lld bytes, expected %lld; run the command "
                             "again to resume",
-                            request->url, (long long)info.st_size, (long long)request->size);
+                            url, (long long)info.st_size, (long long)request->size);
     char actual[65];
     ap_status status = ap_sha256_file(part, actual, err);
     if (status != AP_OK)
@@ -269,7 +288,7 @@ static ap_status verify_download(const ap_dataset_fetch_request *request, const 
         return ap_error_set(err, AP_ERR_FORMAT,
                             "download of %s has SHA-256 %s, expected %s; the file was deleted, "
                             "so the next run downloads it afresh",
-                            request->url, actual, request->sha256);
+                            url, actual, request->sha256);
     }
     return AP_OK;
 }
@@ -421,11 +440,11 @@ static bool already_unpacked(const char *dir, const char *sha256, ap_dataset_fet
 static ap_status write_marker(const ap_dataset_fetch_request *request,
                               const ap_dataset_fetch_result *result, ap_error *err)
 {
-    char path[AP_PATH_MAX + 64];
+    char path[AP_PATH_MAX + 64], url[AP_PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", request->dir, DONE_MARKER);
-    json_t *marker =
-        json_pack("{s:s, s:s, s:I, s:s}", "url", request->url, "sha256", request->sha256, "files",
-                  (json_int_t)result->files, "data_root", result->data_root);
+    ap_uri_redact(request->url, url, sizeof(url));
+    json_t *marker = json_pack("{s:s, s:s, s:I, s:s}", "url", url, "sha256", request->sha256,
+                               "files", (json_int_t)result->files, "data_root", result->data_root);
     char *text = marker ? json_dumps(marker, JSON_INDENT(2)) : NULL;
     json_decref(marker);
     if (text == NULL)
@@ -438,9 +457,12 @@ static ap_status write_marker(const ap_dataset_fetch_request *request,
 /* The archive's file name: the last segment of the URL path, made safe. */
 static void archive_name(const char *url, char *out, size_t size)
 {
-    const char *end = url + strcspn(url, "?#");
+    const char *scheme_end = strstr(url, "://");
+    const char *authority = scheme_end != NULL ? scheme_end + 3 : url;
+    const char *path = authority + strcspn(authority, "/?#");
+    const char *end = path + strcspn(path, "?#");
     const char *start = end;
-    while (start > url && start[-1] != '/')
+    while (start > path && start[-1] != '/')
         start--;
     snprintf(out, size, "%.*s", (int)(end - start), start);
     for (char *p = out; *p != '\0'; p++)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "pipeline/common/fsutil.h"
+#include "pipeline/common/uri.h"
 #include "pipeline/store/store.h"
 
 bool ap_store_is_s3(const char *text)
@@ -66,6 +67,9 @@ ap_status ap_store_check_key(const char *name, ap_error *err)
 ap_status ap_store_uri_parse(const char *text, ap_store_uri *out, ap_error *err)
 {
     memset(out, 0, sizeof(*out));
+    /* Messages show the URI with its userinfo masked, since that may be a secret. */
+    char shown[AP_PATH_MAX];
+    ap_uri_redact(text, shown, sizeof(shown));
     if (!ap_store_is_s3(text)) {
         const char *path = text;
         if (strncmp(text, "file://", 7) == 0) {
@@ -76,26 +80,31 @@ ap_status ap_store_uri_parse(const char *text, ap_store_uri *out, ap_error *err)
                 return ap_error_set(err, AP_ERR_INVALID,
                                     "%.300s: a file:// URI needs an absolute path, as in "
                                     "file:///data/bees",
-                                    text);
+                                    shown);
         } else if (strstr(text, "://") != NULL) {
             return ap_error_set(err, AP_ERR_INVALID,
                                 "%.300s: unsupported URI scheme; use a path, file:///PATH or "
                                 "s3://BUCKET/PREFIX",
-                                text);
+                                shown);
         }
         if (path[0] == '\0' ||
             snprintf(out->path, sizeof(out->path), "%s", path) >= (int)sizeof(out->path))
-            return ap_error_set(err, AP_ERR_INVALID, "path %.80s... is empty or too long", text);
+            return ap_error_set(err, AP_ERR_INVALID, "path %.80s... is empty or too long", shown);
         out->kind = AP_STORE_FILE;
         return AP_OK;
     }
     out->kind = AP_STORE_S3;
     const char *rest = text + 5;
     size_t bucket_length = strcspn(rest, "/");
+    if (memchr(rest, '@', bucket_length) != NULL)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "%.300s: an s3:// URI takes no user name or password; remove it and "
+                            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                            shown);
     if (bucket_length >= sizeof(out->bucket))
-        return ap_error_set(err, AP_ERR_INVALID, "%.300s: the bucket name is too long", text);
+        return ap_error_set(err, AP_ERR_INVALID, "%.300s: the bucket name is too long", shown);
     memcpy(out->bucket, rest, bucket_length);
-    ap_status status = check_bucket(out->bucket, text, err);
+    ap_status status = check_bucket(out->bucket, shown, err);
     if (status != AP_OK)
         return status;
     const char *prefix = rest + bucket_length;
@@ -107,13 +116,13 @@ ap_status ap_store_uri_parse(const char *text, ap_store_uri *out, ap_error *err)
     if (length == 0)
         return AP_OK;
     if (length + 2 > sizeof(out->prefix))
-        return ap_error_set(err, AP_ERR_INVALID, "%.200s...: the prefix is too long", text);
+        return ap_error_set(err, AP_ERR_INVALID, "%.200s...: the prefix is too long", shown);
     snprintf(out->prefix, sizeof(out->prefix), "%.*s/", (int)length, prefix);
     out->prefix[length] = '\0';
     status = ap_store_check_key(out->prefix, err);
     out->prefix[length] = '/';
     if (status != AP_OK)
-        return ap_error_prefix(err, "%.300s", text);
+        return ap_error_prefix(err, "%.300s", shown);
     return AP_OK;
 }
 

@@ -41,6 +41,16 @@ static void test_uri_parse(void)
     CHECK_INT_EQ(ap_store_uri_parse("file://relative", &uri, &err), AP_ERR_INVALID);
     CHECK_INT_EQ(ap_store_uri_parse("gs://bees/x", &uri, &err), AP_ERR_INVALID);
     CHECK_CONTAINS(err.message, "unsupported URI scheme");
+
+    /* Messages mask the userinfo, which may be a secret. */
+    CHECK_INT_EQ(ap_store_uri_parse("s3://tok3n@bees/x", &uri, &err), AP_ERR_INVALID);
+    CHECK_CONTAINS(err.message, "takes no user name");
+    CHECK_CONTAINS(err.message, "s3://***@bees/x");
+    CHECK(strstr(err.message, "tok3n") == NULL);
+    CHECK_INT_EQ(ap_store_uri_parse("gs://tok3n@bees/x", &uri, &err), AP_ERR_INVALID);
+    CHECK(strstr(err.message, "tok3n") == NULL);
+    CHECK_INT_EQ(ap_store_uri_parse("file://tok3n@host/x", &uri, &err), AP_ERR_INVALID);
+    CHECK(strstr(err.message, "tok3n") == NULL);
 }
 
 static void test_key_checks(void)
