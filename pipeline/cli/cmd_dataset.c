@@ -168,8 +168,12 @@ static int fetch(const dataset_options *o, const ap_config *cfg)
         request.sha256 = entry->sha256;
         request.size = entry->size;
     }
-    ap_dataset_fetch_result result;
     ap_error err = {0};
+    if (ap_dataset_check_request(&request, &err) != AP_OK) {
+        fprintf(stderr, "apiary: dataset fetch: %s\n", err.message);
+        return AP_EXIT_USAGE;
+    }
+    ap_dataset_fetch_result result;
     if (ap_dataset_fetch(&request, &result, &err) != AP_OK)
         return ap_cli_report("dataset fetch", &err);
     char url[AP_PATH_MAX];

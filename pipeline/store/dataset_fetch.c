@@ -67,7 +67,7 @@ static bool loopback_host(const char *rest)
     return false;
 }
 
-static ap_status check_request(const ap_dataset_fetch_request *request, ap_error *err)
+ap_status ap_dataset_check_request(const ap_dataset_fetch_request *request, ap_error *err)
 {
     const char *url = request->url;
     char shown[AP_PATH_MAX];
@@ -81,19 +81,24 @@ static ap_status check_request(const ap_dataset_fetch_request *request, ap_error
     bool local_http = strncmp(url, "http://", 7) == 0 && loopback_host(url + 7);
     if (!https && !local_http)
         return ap_error_set(err, AP_ERR_INVALID,
-                            "dataset URL %.300s must be https:// (plain http:// only to a "
-                            "loopback address)",
+                            "dataset URL %.300s is not supported; use https://, or plain "
+                            "http:// to 127.0.0.1, localhost or [::1]",
                             shown);
     if (strpbrk(url, " \t\r\n") != NULL)
         return ap_error_set(err, AP_ERR_INVALID, "dataset URL %.300s contains spaces", shown);
-    size_t length = request->sha256 ? strlen(request->sha256) : 0;
+    if (request->sha256 == NULL)
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "dataset URL %.300s needs the SHA-256 of its archive (64 hex "
+                            "digits, --sha256 HEX), which verifies the download",
+                            shown);
+    size_t length = strlen(request->sha256);
     bool hex = length == 64;
     for (size_t i = 0; hex && i < length; i++)
         hex = strchr("0123456789abcdefABCDEF", request->sha256[i]) != NULL;
     if (!hex)
         return ap_error_set(err, AP_ERR_INVALID,
-                            "a dataset download needs its SHA-256 (64 hex digits) to be "
-                            "verified; pass --sha256 HEX");
+                            "SHA-256 \"%.80s\" is invalid; expected 64 hex digits (0-9, a-f)",
+                            request->sha256);
     return AP_OK;
 }
 
@@ -221,6 +226,63 @@ static bool transient(CURLcode code, long status)
            code == CURLE_PARTIAL_FILE || code == CURLE_COULDNT_RESOLVE_HOST;
 }
 
+/* The standard reason phrase of an HTTP status that ends a download, or "". */
+static const char *reason_phrase(long status)
+{
+    switch (status) {
+    case 400:
+        return " Bad Request";
+    case 401:
+        return " Unauthorized";
+    case 403:
+        return " Forbidden";
+    case 404:
+        return " Not Found";
+    case 410:
+        return " Gone";
+    case 416:
+        return " Range Not Satisfiable";
+    case 429:
+        return " Too Many Requests";
+    case 500:
+        return " Internal Server Error";
+    case 502:
+        return " Bad Gateway";
+    case 503:
+        return " Service Unavailable";
+    case 504:
+        return " Gateway Timeout";
+    default:
+        return "";
+    }
+}
+
+/* Set err for a download that failed for good. Only a transient failure
+ * (a timeout, a reset connection, HTTP 429 or 5xx) may pass when the
+ * command runs again, and that run resumes the download. */
+static ap_status download_failed(const char *url, int attempts, CURLcode code, long status,
+                                 ap_error *err)
+{
+    char failure[160];
+    if (code == CURLE_OK)
+        snprintf(failure, sizeof(failure), "the server answered HTTP %ld%s", status,
+                 reason_phrase(status));
+    else
+        snprintf(failure, sizeof(failure), "%s", curl_easy_strerror(code));
+    if (transient(code, status))
+        return ap_error_set(err, AP_ERR_IO,
+                            "download of %s failed after %d attempts: %s; run the command "
+                            "again to resume",
+                            url, attempts, failure);
+    const char *advice = "check the URL";
+    if (code == CURLE_UNSUPPORTED_PROTOCOL)
+        advice = "check the URL (redirects are followed to https:// only)";
+    else if (code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CONNECT_ERROR ||
+             code == CURLE_SSL_CACERT_BADFILE)
+        advice = "check the URL, and store.ca_bundle for a server with a private CA";
+    return ap_error_set(err, AP_ERR_IO, "download of %s failed: %s; %s", url, failure, advice);
+}
+
 /* Download into the partial file until it is complete or a failure is final. */
 static ap_status download_partial(const ap_dataset_fetch_request *request, FILE *file,
                                   const char *part, ap_dataset_fetch_result *result, ap_error *err)
@@ -253,15 +315,14 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
             return AP_OK;
         if (code == CURLE_OK && state.status == 416 && offset > 0)
             return AP_OK; /* nothing past the end: the file may be complete; the hash decides */
-        bool retry = transient(code, state.status) && attempt < request->retries;
-        const char *reason = code != CURLE_OK ? curl_easy_strerror(code) : "HTTP error";
-        if (!retry)
-            return ap_error_set(
-                err, code == CURLE_OK && state.status == 404 ? AP_ERR_NOT_FOUND : AP_ERR_IO,
-                "download of %s failed after %d attempts: %s (HTTP %ld); run "
-                "the command again to resume",
-                url, attempt + 1, reason, state.status);
-        AP_WARN("download of %s: %s (HTTP %ld); retrying", url, reason, state.status);
+        if (!transient(code, state.status) || attempt >= request->retries)
+            return download_failed(url, attempt + 1, code, state.status, err);
+        if (code == CURLE_OK)
+            AP_WARN("download of %s failed with HTTP %ld%s; retrying (attempt %d of %d)", url,
+                    state.status, reason_phrase(state.status), attempt + 2, request->retries + 1);
+        else
+            AP_WARN("download of %s failed: %s; retrying (attempt %d of %d)", url,
+                    curl_easy_strerror(code), attempt + 2, request->retries + 1);
         sleep_backoff(attempt);
     }
 }
@@ -296,7 +357,7 @@ static ap_status verify_download(const ap_dataset_fetch_request *request, const 
 ap_status ap_dataset_download(const ap_dataset_fetch_request *request, const char *path,
                               ap_dataset_fetch_result *result, ap_error *err)
 {
-    ap_status status = check_request(request, err);
+    ap_status status = ap_dataset_check_request(request, err);
     if (status != AP_OK)
         return status;
     char part[AP_PATH_MAX + 16];
@@ -476,7 +537,7 @@ ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_f
                            ap_error *err)
 {
     memset(result, 0, sizeof(*result));
-    ap_status status = check_request(request, err);
+    ap_status status = ap_dataset_check_request(request, err);
     if (status != AP_OK)
         return status;
     if (already_unpacked(request->dir, request->sha256, result)) {

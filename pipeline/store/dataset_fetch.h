@@ -42,6 +42,10 @@ typedef struct {
     char data_root[AP_PATH_MAX]; /* a folder to use as data.root */
 } ap_dataset_fetch_result;
 
+/* Check the URL (https://, or http:// to a loopback host, with no password)
+ * and the SHA-256 (64 hex digits) of request. Fails with AP_ERR_INVALID. */
+ap_status ap_dataset_check_request(const ap_dataset_fetch_request *request, ap_error *err);
+
 /* Download, verify and unpack. Rerunning after an interruption resumes the
  * download (HTTP Range) and skips work already done. */
 ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_fetch_result *result,

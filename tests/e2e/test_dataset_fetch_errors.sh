@@ -2,7 +2,9 @@
 # apiary dataset fetch and push with bad arguments and failing downloads,
 # against a loopback HTTP server. A password inside a URI is rejected with
 # exit code 2 before any request, and no output repeats it. A user name
-# alone is masked in every message, on retries and redirects too.
+# alone is masked in every message, on retries and redirects too. A missing
+# or malformed --sha256 and an unsupported scheme exit with 2, and a failed
+# download with 5, advising a rerun only where a rerun can succeed.
 source "$(dirname "$0")/common.sh"
 work=$(make_work_dir dataset-fetch-errors)
 closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -129,4 +131,41 @@ run push-user dataset push "$work/push-source" "s3://$user@bucket/x" \
 expect_hidden push-user "$user"
 grep -q "takes no user name" "$work/push-user.err" ||
     { cat "$work/push-user.err"; fail "push with a user name: no clear error"; }
+
+# ---- Invalid arguments exit with 2 and name what is accepted ----
+run no-sha dataset fetch "$base/ok.zip" --to "$work/no-sha"
+[ "$code" -eq 2 ] || { cat "$work/no-sha.err"; fail "fetch without --sha256: exit $code, expected 2"; }
+grep -q -- "--sha256 HEX" "$work/no-sha.err" ||
+    { cat "$work/no-sha.err"; fail "fetch without --sha256: the error does not name --sha256"; }
+run bad-sha dataset fetch "$base/ok.zip" --to "$work/bad-sha" --sha256 abc123
+[ "$code" -eq 2 ] || { cat "$work/bad-sha.err"; fail "a malformed --sha256: exit $code, expected 2"; }
+grep -q "64 hex digits" "$work/bad-sha.err" ||
+    { cat "$work/bad-sha.err"; fail "a malformed --sha256: the error does not say what is expected"; }
+for url in "ftp://127.0.0.1:$port/ok.zip" "file://$work/ok.zip"; do
+    run scheme dataset fetch "$url" --to "$work/scheme" --sha256 "$ok_sha"
+    [ "$code" -eq 2 ] || { cat "$work/scheme.err"; fail "$url: exit $code, expected 2"; }
+    grep -q "use https://" "$work/scheme.err" ||
+        { cat "$work/scheme.err"; fail "$url: the error does not name the accepted schemes"; }
+done
+
+# ---- Failed downloads exit with 5 ----
+run not-found dataset fetch "$base/missing.zip" --to "$work/not-found" --sha256 "$sha_zeros"
+[ "$code" -eq 5 ] || { cat "$work/not-found.err"; fail "HTTP 404: exit $code, expected 5"; }
+grep -q "HTTP 404" "$work/not-found.err" ||
+    { cat "$work/not-found.err"; fail "HTTP 404: the error does not name the status"; }
+grep -q "check the URL" "$work/not-found.err" ||
+    { cat "$work/not-found.err"; fail "HTTP 404: the error does not say to check the URL"; }
+if grep -q "resume" "$work/not-found.err"; then
+    cat "$work/not-found.err"
+    fail "HTTP 404: the error advises a rerun, which cannot fix it"
+fi
+[ "$(grep -c WARN "$work/not-found.err")" -eq 0 ] || fail "HTTP 404 was retried"
+
+run unavailable dataset fetch "$base/unavailable.zip" --to "$work/unavailable" \
+    --sha256 "$sha_zeros" --set store.retries=1
+[ "$code" -eq 5 ] || { cat "$work/unavailable.err"; fail "HTTP 503: exit $code, expected 5"; }
+grep -q "HTTP 503" "$work/unavailable.err" ||
+    { cat "$work/unavailable.err"; fail "HTTP 503: the error does not name the status"; }
+grep -q "after 2 attempts.*run the command again to resume" "$work/unavailable.err" ||
+    { cat "$work/unavailable.err"; fail "HTTP 503: the error does not advise a rerun"; }
 echo "PASS"
