@@ -19,7 +19,9 @@ static void print_dataset_help(void)
          "download, checks its size and SHA-256, and unpacks it (zip or tar) into\n"
          "DIR. NAME is a built-in dataset; a URL needs --sha256 (and --size when\n"
          "known). A BeeDataset archive gets a labels.csv in each images_* folder,\n"
-         "so that folder can be data.root. Built-in datasets:");
+         "so that folder can be data.root. A failed fetch leaves DIR as it was,\n"
+         "except for a download that the next run resumes or reuses. Built-in\n"
+         "datasets:");
     const ap_dataset_entry *entry = ap_dataset_find("beedataset");
     printf("  %-12s %s\n", entry->name, entry->description);
     puts("\n"

@@ -1,5 +1,6 @@
 #include "pipeline/common/fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -26,8 +27,7 @@ ap_status ap_mkdirs(const char *path, ap_error *err)
         *p = '/';
     }
     if (mkdir(buffer, 0755) != 0 && errno != EEXIST)
-        return ap_error_set(err, AP_ERR_IO, "cannot create folder %s: %s", buffer,
-                            strerror(errno));
+        return ap_error_set(err, AP_ERR_IO, "cannot create folder %s: %s", buffer, strerror(errno));
     return AP_OK;
 }
 
@@ -161,13 +161,48 @@ ap_status ap_read_file(const char *path, size_t max_size, uint8_t **data, size_t
     return AP_OK;
 }
 
-ap_status ap_path_join(char *out, size_t out_size, const char *dir, const char *name,
-                       ap_error *err)
+ap_status ap_path_join(char *out, size_t out_size, const char *dir, const char *name, ap_error *err)
 {
     size_t dir_len = strlen(dir);
     const char *separator = (dir_len > 0 && dir[dir_len - 1] != '/') ? "/" : "";
     if (snprintf(out, out_size, "%s%s%s", dir, separator, name) >= (int)out_size)
         return ap_error_set(err, AP_ERR_INVALID, "path too long: %s%s%s", dir, separator, name);
+    return AP_OK;
+}
+
+/* Remove name below parent_fd recursively. Returns 0, or -1 with errno set. */
+static int remove_tree_at(int parent_fd, const char *name)
+{
+    if (unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    /* Linux fails with EISDIR on a folder, and POSIX allows EPERM. */
+    if (errno != EISDIR && errno != EPERM)
+        return -1;
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *folder = fd >= 0 ? fdopendir(fd) : NULL;
+    if (folder == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int result = 0;
+    struct dirent *entry;
+    while (result == 0 && (entry = readdir(folder)) != NULL)
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
+            result = remove_tree_at(dirfd(folder), entry->d_name);
+    int saved_errno = errno;
+    closedir(folder);
+    if (result != 0) {
+        errno = saved_errno;
+        return -1;
+    }
+    return unlinkat(parent_fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+ap_status ap_remove_tree(const char *path, ap_error *err)
+{
+    if (remove_tree_at(AT_FDCWD, path) != 0)
+        return ap_error_set(err, AP_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     return AP_OK;
 }
 

@@ -32,6 +32,10 @@ void ap_atomic_abort(ap_atomic_file *file);
 ap_status ap_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
                        ap_error *err);
 
+/* Remove path and, when it is a folder, everything below it. Symbolic links
+ * are removed, never followed. A missing path is not an error. */
+ap_status ap_remove_tree(const char *path, ap_error *err);
+
 /* Join a folder and a relative name into out; fails when out is too small. */
 ap_status ap_path_join(char *out, size_t out_size, const char *dir, const char *name,
                        ap_error *err);

@@ -21,7 +21,10 @@
 #include "pipeline/common/uri.h"
 
 #define DOWNLOAD_FOLDER ".download"
-#define DONE_MARKER     ".apiary-dataset.json"
+/* Below DOWNLOAD_FOLDER. Archive names never start with '.', so no archive
+ * can take this name. */
+#define STAGING_FOLDER ".unpack"
+#define DONE_MARKER    ".apiary-dataset.json"
 
 static const ap_dataset_entry builtin_datasets[] = {
     {.name = "beedataset",
@@ -265,9 +268,9 @@ static ap_status download_failed(const char *url, int attempts, CURLcode code, l
         snprintf(failure, sizeof(failure), "%s", curl_easy_strerror(code));
     if (transient(code, status))
         return ap_error_set(err, AP_ERR_IO,
-                            "download of %s failed after %d attempts: %s; run the command "
+                            "download of %s failed after %d attempt%s: %s; run the command "
                             "again to resume",
-                            url, attempts, failure);
+                            url, attempts, attempts == 1 ? "" : "s", failure);
     const char *advice = "check the URL";
     if (code == CURLE_UNSUPPORTED_PROTOCOL)
         advice = "check the URL (redirects are followed to https:// only)";
@@ -277,10 +280,14 @@ static ap_status download_failed(const char *url, int attempts, CURLcode code, l
     return ap_error_set(err, AP_ERR_IO, "download of %s failed: %s; %s", url, failure, advice);
 }
 
-/* Download into the partial file until it is complete or a failure is final. */
+/* Download into the partial file until it is complete or a failure is final.
+ * *resumable is false after a failure that a rerun cannot fix, such as HTTP
+ * 404, where the partial file is of no use. */
 static ap_status download_partial(const ap_dataset_fetch_request *request, FILE *file,
-                                  const char *part, ap_dataset_fetch_result *result, ap_error *err)
+                                  const char *part, ap_dataset_fetch_result *result,
+                                  bool *resumable, ap_error *err)
 {
+    *resumable = true;
     char url[AP_PATH_MAX];
     ap_uri_redact(request->url, url, sizeof(url));
     for (int attempt = 0;; attempt++) {
@@ -309,8 +316,10 @@ static ap_status download_partial(const ap_dataset_fetch_request *request, FILE 
             return AP_OK;
         if (code == CURLE_OK && state.status == 416 && offset > 0)
             return AP_OK; /* nothing past the end: the file may be complete; the hash decides */
-        if (!transient(code, state.status) || attempt >= request->retries)
+        if (!transient(code, state.status) || attempt >= request->retries) {
+            *resumable = transient(code, state.status);
             return download_failed(url, attempt + 1, code, state.status, err);
+        }
         if (code == CURLE_OK)
             AP_WARN("download of %s failed with HTTP %ld%s; retrying (attempt %d of %d)", url,
                     state.status, reason_phrase(state.status), attempt + 2, request->retries + 1);
@@ -359,6 +368,7 @@ ap_status ap_dataset_download(const ap_dataset_fetch_request *request, const cha
         return ap_error_set(err, AP_ERR_INVALID, "path %s is too long", path);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return ap_error_set(err, AP_ERR_BACKEND, "cannot initialise libcurl");
+    bool part_existed = ap_path_exists(part);
     int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     FILE *file = fd >= 0 ? fdopen(fd, "r+b") : NULL;
     if (file == NULL) {
@@ -366,9 +376,13 @@ ap_status ap_dataset_download(const ap_dataset_fetch_request *request, const cha
             close(fd);
         return ap_error_set(err, AP_ERR_IO, "cannot open %s: %s", part, strerror(errno));
     }
-    status = download_partial(request, file, part, result, err);
+    bool resumable;
+    status = download_partial(request, file, part, result, &resumable, err);
     if (fsync(fileno(file)) != 0 && status == AP_OK)
         status = ap_error_set(err, AP_ERR_IO, "cannot flush %s: %s", part, strerror(errno));
+    /* Keep a partial file that a rerun resumes, and one that an earlier run left. */
+    if (status != AP_OK && !part_existed && (!resumable || file_length(file) == 0))
+        unlink(part);
     fclose(file);
     if (status == AP_OK)
         status = verify_download(request, part, err);
@@ -429,6 +443,115 @@ static void archive_name(const char *url, char *out, size_t size)
         snprintf(out, size, "archive");
 }
 
+/* Append a sentence to err's message, cutting the message when it is long. */
+static void append_to_error(ap_error *err, const char *sentence)
+{
+    if (err == NULL)
+        return;
+    char message[AP_ERROR_MESSAGE_MAX];
+    snprintf(message, sizeof(message), "%s", err->message);
+    ap_error_set(err, err->code, "%.*s; %s", (int)(sizeof(message) - strlen(sentence) - 3), message,
+                 sentence);
+}
+
+/* Unpack and convert the archive in staging, and only then move the files
+ * into request->dir, so that a rejected archive adds nothing to it. */
+static ap_status install_archive(const ap_dataset_fetch_request *request, const char *path,
+                                 const char *staging, ap_dataset_fetch_result *result,
+                                 ap_error *err)
+{
+    size_t staging_length = strlen(staging);
+    if (staging_length >= sizeof(result->data_root))
+        return ap_error_set(err, AP_ERR_INVALID, "path %.300s... is too long", staging);
+    ap_status status = ap_dataset_unpack(path, staging, &result->files, err);
+    if (status == AP_OK) {
+        memcpy(result->data_root, staging, staging_length + 1);
+        status = ap_dataset_convert_bee(staging, &result->manifests, result->data_root, err);
+    }
+    if (status == AP_OK)
+        status = ap_dataset_merge(staging, request->dir, err);
+    if (status == AP_OK) {
+        /* data_root is staging or a folder below it, now moved into dir. */
+        char moved[AP_PATH_MAX * 2];
+        snprintf(moved, sizeof(moved), "%s%s", request->dir, result->data_root + staging_length);
+        if (strlen(moved) >= sizeof(result->data_root))
+            status = ap_error_set(err, AP_ERR_INVALID, "path %.300s... is too long", moved);
+        else
+            memcpy(result->data_root, moved, strlen(moved) + 1);
+    }
+    ap_error cleanup = {0};
+    if (ap_remove_tree(staging, &cleanup) != AP_OK)
+        AP_WARN("%s", cleanup.message);
+    return status;
+}
+
+/* What a fetch adds to its folder, so that a failure can remove it again. */
+typedef struct {
+    char missing_root[AP_PATH_MAX]; /* the highest missing folder of dir, or "" */
+    bool folder_missing;            /* dir/.download */
+    bool archive_missing;           /* the archive in dir/.download */
+} fetch_additions;
+
+/* Find the highest folder of dir, dir included, that does not exist yet. */
+static void find_missing_root(const char *dir, char out[AP_PATH_MAX])
+{
+    char path[AP_PATH_MAX];
+    out[0] = '\0';
+    snprintf(path, sizeof(path), "%s", dir);
+    for (;;) {
+        size_t length = strlen(path);
+        while (length > 1 && path[length - 1] == '/')
+            path[--length] = '\0';
+        if (length == 0 || ap_path_exists(path))
+            return;
+        memcpy(out, path, length + 1);
+        char *slash = strrchr(path, '/');
+        if (slash == NULL || slash == path)
+            return;
+        *slash = '\0';
+    }
+}
+
+/* Remove the empty folders from dir up to missing_root, which a failed fetch
+ * created. rmdir fails on a folder that is not empty, so no file goes. */
+static void remove_created_folders(const char *dir, const char *missing_root)
+{
+    if (missing_root[0] == '\0')
+        return;
+    char path[AP_PATH_MAX];
+    snprintf(path, sizeof(path), "%s", dir);
+    size_t length = strlen(path);
+    while (length > 1 && path[length - 1] == '/')
+        path[--length] = '\0';
+    while (rmdir(path) == 0 && strcmp(path, missing_root) != 0) {
+        char *slash = strrchr(path, '/');
+        if (slash == NULL || slash == path)
+            return;
+        *slash = '\0';
+    }
+}
+
+/* Remove what a failed fetch added. A partial download that a rerun resumes
+ * stays (ap_dataset_download decides). A verified archive stays when its
+ * unpacking failed for a file system error, because a rerun then skips the
+ * download, but an archive that was rejected is deleted. */
+static void undo_fetch(const ap_dataset_fetch_request *request, const fetch_additions *additions,
+                       const char *folder, const char *path, bool downloaded, ap_status status,
+                       ap_error *err)
+{
+    if (downloaded && additions->archive_missing) {
+        if (status == AP_ERR_IO) {
+            append_to_error(err, "the verified archive stays in the .download folder, so a "
+                                 "rerun skips the download");
+        } else if (unlink(path) == 0) {
+            append_to_error(err, "the archive was deleted");
+        }
+    }
+    if (additions->folder_missing)
+        rmdir(folder);
+    remove_created_folders(request->dir, additions->missing_root);
+}
+
 ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_fetch_result *result,
                            ap_error *err)
 {
@@ -441,23 +564,32 @@ ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_f
         return AP_OK;
     }
     char folder[AP_PATH_MAX + 32], name[256], path[AP_PATH_MAX + 300];
+    char staging[AP_PATH_MAX + 64];
     snprintf(folder, sizeof(folder), "%s/%s", request->dir, DOWNLOAD_FOLDER);
     archive_name(request->url, name, sizeof(name));
     snprintf(path, sizeof(path), "%s/%s", folder, name);
+    snprintf(staging, sizeof(staging), "%s/%s", folder, STAGING_FOLDER);
+    fetch_additions additions;
+    find_missing_root(request->dir, additions.missing_root);
+    additions.folder_missing = !ap_path_exists(folder);
+    additions.archive_missing = !ap_path_exists(path);
+
+    /* A staging folder is left only by a run that was killed while unpacking. */
     status = ap_mkdirs(folder, err);
+    if (status == AP_OK)
+        status = ap_remove_tree(staging, err);
     char existing[65] = "";
     if (status == AP_OK && ap_path_exists(path) && ap_sha256_file(path, existing, err) == AP_OK &&
         strcasecmp(existing, request->sha256) == 0)
         AP_INFO("%s is already downloaded and verified", path);
     else if (status == AP_OK)
         status = ap_dataset_download(request, path, result, err);
+    bool downloaded = status == AP_OK;
     if (status == AP_OK)
-        status = ap_dataset_unpack(path, request->dir, &result->files, err);
-    if (status == AP_OK) {
-        snprintf(result->data_root, sizeof(result->data_root), "%s", request->dir);
-        status = ap_dataset_convert_bee(request->dir, &result->manifests, result->data_root, err);
-    }
+        status = install_archive(request, path, staging, result, err);
     if (status == AP_OK)
         status = write_marker(request, result, err);
+    if (status != AP_OK)
+        undo_fetch(request, &additions, folder, path, downloaded, status, err);
     return status;
 }

@@ -47,7 +47,11 @@ typedef struct {
 ap_status ap_dataset_check_request(const ap_dataset_fetch_request *request, ap_error *err);
 
 /* Download, verify and unpack. Rerunning after an interruption resumes the
- * download (HTTP Range) and skips work already done. */
+ * download (HTTP Range) and skips work already done. The archive is
+ * unpacked into a staging folder below dir/.download and moved into dir
+ * only when all of it unpacked. A failure leaves dir as it was, except for
+ * a partial download that a rerun resumes, or a verified archive whose
+ * unpacking failed for a file system error. */
 ap_status ap_dataset_fetch(const ap_dataset_fetch_request *request, ap_dataset_fetch_result *result,
                            ap_error *err);
 
@@ -56,9 +60,16 @@ ap_status ap_dataset_download(const ap_dataset_fetch_request *request, const cha
                               ap_dataset_fetch_result *result, ap_error *err);
 
 /* Unpack the zip or tar archive at path into dir. Entries that are absolute,
- * contain "..", or are links or devices are rejected; files are written
- * atomically. */
+ * contain "..", or are links or devices are rejected, and the error names
+ * the archive and the entry. Files are written atomically, but a failure
+ * leaves the entries unpacked before it, so dir should be a staging folder. */
 ap_status ap_dataset_unpack(const char *path, const char *dir, long *files, ap_error *err);
+
+/* Move everything below staging into dir: an entry that dir lacks moves as
+ * a whole, a file replaces dir's file of that name, and a folder merges
+ * into dir's folder. A conflict (a file against a folder, or a symbolic
+ * link in dir) fails before anything moves, leaving dir unchanged. */
+ap_status ap_dataset_merge(const char *staging, const char *dir, ap_error *err);
 
 /* When dir (or its only subfolder) contains a BeeDataset data.json, write
  * labels.csv (file, varroa, pollen, wasps, cooling) into each images_*

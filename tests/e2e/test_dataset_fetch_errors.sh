@@ -4,7 +4,9 @@
 # exit code 2 before any request, and no output repeats it. A user name
 # alone is masked in every message, on retries and redirects too. A missing
 # or malformed --sha256 and an unsupported scheme exit with 2, and a failed
-# download with 5, advising a rerun only where a rerun can succeed.
+# download with 5, advising a rerun only where a rerun can succeed. A failed
+# fetch leaves the target folder as it was, except for a partial download
+# that a rerun resumes.
 source "$(dirname "$0")/common.sh"
 work=$(make_work_dir dataset-fetch-errors)
 closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -15,11 +17,20 @@ import sys, zipfile
 work = sys.argv[1]
 with zipfile.ZipFile(f"{work}/ok.zip", "w") as archive:
     archive.writestr("labels.csv", "file,wasp\na.jpg,1\n")
+with zipfile.ZipFile(f"{work}/escape.zip", "w") as archive:
+    archive.writestr("ok/labels.csv", "file,wasp\na.jpg,1\n")
+    archive.writestr("../../escaped.txt", "escaped")
+with zipfile.ZipFile(f"{work}/folder.zip", "w") as archive:
+    archive.writestr("ok/labels.csv", "file,wasp\na.jpg,1\n")
+    archive.writestr("new.txt", "new")
+with open(f"{work}/drop.zip", "wb") as drop:
+    drop.write(open(f"{work}/folder.zip", "rb").read())
 PY
 ok_sha=$(sha256sum "$work/ok.zip" | cut -d' ' -f1)
 
-# A server with an archive, a missing file, a file that always fails with
-# 503 and a redirect to a URL with a password.
+# A server with archives, a missing file, a file that always fails with 503,
+# a redirect to a URL with a password, and drop.zip, whose first download
+# breaks off halfway. Range requests get the rest of a file.
 coproc server { exec python3 - "$work" << 'PY'
 import http.server, os, sys
 work = sys.argv[1]
@@ -38,15 +49,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+
         path = os.path.join(work, name)
         if not os.path.isfile(path):
             self.send_error(404)
             return
         data = open(path, "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
+
+        start = 0
+        if self.headers.get("Range", "").startswith("bytes="):
+            start = int(self.headers["Range"][6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(data)
+        if name == "drop.zip" and start == 0:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
@@ -168,4 +194,69 @@ grep -q "HTTP 503" "$work/unavailable.err" ||
     { cat "$work/unavailable.err"; fail "HTTP 503: the error does not name the status"; }
 grep -q "after 2 attempts.*run the command again to resume" "$work/unavailable.err" ||
     { cat "$work/unavailable.err"; fail "HTTP 503: the error does not advise a rerun"; }
+
+# ---- A failed fetch leaves the target folder as it was ----
+# Print every path below $1 with its type and size, so that two listings
+# differ when anything was added, removed or changed.
+list_tree() {
+    (cd "$1" && find . -printf '%y %s %p\n' | LC_ALL=C sort)
+}
+
+run escape dataset fetch "$base/escape.zip" --to "$work/escape" --sha256 \
+    "$(sha256sum "$work/escape.zip" | cut -d' ' -f1)"
+[ "$code" -eq 4 ] || { cat "$work/escape.err"; fail "an escaping archive: exit $code, expected 4"; }
+grep -q "archive .*escape.zip" "$work/escape.err" ||
+    { cat "$work/escape.err"; fail "the rejection does not name the archive"; }
+grep -q "\.\./\.\./escaped.txt" "$work/escape.err" ||
+    { cat "$work/escape.err"; fail "the rejection does not name the entry"; }
+[ ! -e "$work/escaped.txt" ] && [ ! -e "$(dirname "$work")/escaped.txt" ] ||
+    fail "an archive entry escaped with .."
+[ ! -e "$work/escape" ] || { list_tree "$work/escape"; fail "a rejected archive left files behind"; }
+
+# A folder with files of its own keeps exactly those.
+mkdir -p "$work/kept/notes"
+echo "mine" > "$work/kept/notes/mine.txt"
+before=$(list_tree "$work/kept")
+run escape-kept dataset fetch "$base/escape.zip" --to "$work/kept" --sha256 \
+    "$(sha256sum "$work/escape.zip" | cut -d' ' -f1)"
+[ "$code" -eq 4 ] || { cat "$work/escape-kept.err"; fail "an escaping archive: exit $code, expected 4"; }
+[ "$(list_tree "$work/kept")" = "$before" ] ||
+    { list_tree "$work/kept"; fail "a rejected archive changed a folder with files of its own"; }
+
+# A file where the archive has a folder: nothing moves.
+mkdir -p "$work/conflict"
+echo "not a folder" > "$work/conflict/ok"
+before=$(list_tree "$work/conflict")
+run conflict dataset fetch "$base/folder.zip" --to "$work/conflict" --sha256 \
+    "$(sha256sum "$work/folder.zip" | cut -d' ' -f1)"
+[ "$code" -eq 4 ] || { cat "$work/conflict.err"; fail "a conflicting file: exit $code, expected 4"; }
+grep -q "conflict/ok is a file" "$work/conflict.err" ||
+    { cat "$work/conflict.err"; fail "the conflict error does not name the file"; }
+[ "$(list_tree "$work/conflict")" = "$before" ] ||
+    { list_tree "$work/conflict"; fail "a conflicting archive changed the folder"; }
+
+run wrong-sha dataset fetch "$base/ok.zip" --to "$work/wrong-sha" --sha256 "$sha_zeros"
+[ "$code" -eq 4 ] || { cat "$work/wrong-sha.err"; fail "a wrong SHA-256: exit $code, expected 4"; }
+[ ! -e "$work/wrong-sha" ] || { list_tree "$work/wrong-sha"; fail "a wrong SHA-256 left files behind"; }
+
+run missing-nested dataset fetch "$base/missing.zip" --to "$work/nested/a/b" --sha256 "$sha_zeros"
+[ "$code" -eq 5 ] || { cat "$work/missing-nested.err"; fail "HTTP 404: exit $code, expected 5"; }
+[ ! -e "$work/nested" ] || { list_tree "$work/nested"; fail "HTTP 404 left folders behind"; }
+
+# ---- An interrupted download is kept and resumed ----
+drop_sha=$(sha256sum "$work/drop.zip" | cut -d' ' -f1)
+run drop dataset fetch "$base/drop.zip" --to "$work/drop" --sha256 "$drop_sha" \
+    --set store.retries=0
+[ "$code" -eq 5 ] || { cat "$work/drop.err"; fail "a broken transfer: exit $code, expected 5"; }
+grep -q "run the command again to resume" "$work/drop.err" ||
+    { cat "$work/drop.err"; fail "a broken transfer: the error does not advise a rerun"; }
+[ -s "$work/drop/.download/drop.zip.part" ] || fail "the partial download was not kept"
+[ ! -e "$work/drop/ok" ] || fail "a broken transfer unpacked files"
+run drop-again dataset fetch "$base/drop.zip" --to "$work/drop" --sha256 "$drop_sha"
+[ "$code" -eq 0 ] || { cat "$work/drop-again.err"; fail "the rerun after a broken transfer failed"; }
+grep -q "(resumed), 2 files unpacked" "$work/drop-again.out" ||
+    { cat "$work/drop-again.out"; fail "the rerun did not resume the download"; }
+[ -f "$work/drop/ok/labels.csv" ] || fail "the resumed archive was not unpacked"
+[ ! -e "$work/drop/.download/drop.zip.part" ] || fail "the partial file remains after the rerun"
+[ ! -e "$work/drop/.download/.unpack" ] || fail "the staging folder remains after success"
 echo "PASS"

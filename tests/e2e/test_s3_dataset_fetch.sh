@@ -96,7 +96,8 @@ cmp -s "$manifest" "$work/bee/images_150/labels.csv" || fail "images_150 has ano
     > "$work/again.out" 2>&1 || fail "the second fetch failed"
 grep -q "already unpacked" "$work/again.out" || fail "the second fetch did the work again"
 
-# A wrong checksum is an error, and the bad download is not kept.
+# A wrong checksum is an error, and the bad download is not kept: the target
+# folder, which the fetch created, is gone.
 set +e
 "$APIARY" dataset fetch "$base/BeeDataset_test.zip" --to "$work/wrong" \
     --sha256 "$(printf '0%.0s' {1..64})" > "$work/wrong.out" 2> "$work/wrong.err"
@@ -104,9 +105,10 @@ code=$?
 set -e
 [ "$code" -eq 4 ] || fail "a wrong SHA-256 exited with $code, expected 4"
 grep -q "SHA-256" "$work/wrong.err" || fail "the checksum error does not say SHA-256"
-[ -z "$(ls "$work/wrong/.download")" ] || fail "the wrong download was kept"
+[ ! -e "$work/wrong" ] || fail "the wrong download was kept"
 
-# Entries that would leave the folder are rejected.
+# Entries that would leave the folder are rejected, and nothing of the
+# archive stays in the target folder.
 for name in dotdot absolute symlink; do
     sha=$(sha256sum "$work/$name.zip" | cut -d' ' -f1)
     set +e
@@ -116,6 +118,9 @@ for name in dotdot absolute symlink; do
     set -e
     [ "$code" -ne 0 ] || fail "the $name archive was unpacked"
     grep -qE "rejected|link" "$work/$name.err" || { cat "$work/$name.err"; fail "no clear error for $name"; }
+    grep -q "archive .*$name.zip" "$work/$name.err" ||
+        { cat "$work/$name.err"; fail "the error for $name does not name the archive"; }
+    [ ! -e "$work/out-$name" ] || fail "the $name archive left files in its target folder"
 done
 [ ! -e "$work/escaped.txt" ] || fail "an archive entry escaped with .."
 [ ! -e /tmp/apiary-absolute-escape.txt ] || fail "an archive entry escaped with an absolute path"
