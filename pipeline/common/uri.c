@@ -32,8 +32,18 @@ void ap_uri_redact(const char *text, char *out, size_t size)
         return;
     const char *at;
     const char *userinfo = find_userinfo(text, &at);
+    char masked[4096];
     if (userinfo == NULL)
-        snprintf(out, size, "%s", text);
+        snprintf(masked, sizeof(masked), "%s", text);
     else
-        snprintf(out, size, "%.*s***%s", (int)(userinfo - text), text, at);
+        snprintf(masked, sizeof(masked), "%.*s***%s", (int)(userinfo - text), text, at);
+    /* A query string may carry a token or a presigned URL's signature. */
+    const char *scheme_end = strstr(masked, "://");
+    char *query = scheme_end != NULL ? strchr(scheme_end, '?') : NULL;
+    if (query == NULL || query[1] == '\0' || query[1] == '#') {
+        snprintf(out, size, "%s", masked);
+        return;
+    }
+    const char *fragment = strchr(query, '#');
+    snprintf(out, size, "%.*s?***%s", (int)(query - masked), masked, fragment ? fragment : "");
 }

@@ -17,9 +17,10 @@
  * alone, or an '@' after the authority, does not count. */
 bool ap_uri_has_password(const char *text);
 
-/* Copy text into out (size bytes, truncated to fit) with the userinfo of the
- * first URI replaced by "***", so that the URI can be printed. Text without
- * userinfo is copied unchanged. */
+/* Copy text into out (size bytes, truncated to fit) with the userinfo and
+ * the query string of the first URI replaced by "***", so that the URI can
+ * be printed without a password, token or presigned URL's signature. Text
+ * without either is copied unchanged. */
 void ap_uri_redact(const char *text, char *out, size_t size);
 
 #endif

@@ -42,7 +42,12 @@ static void expect_redacted(const char *text, const char *expected)
 static void test_redact(void)
 {
     expect_redacted("https://bob:s3cretPW@127.0.0.1:9/x.zip", "https://***@127.0.0.1:9/x.zip");
-    expect_redacted("https://token@host/x.zip?a=1", "https://***@host/x.zip?a=1");
+    expect_redacted("https://token@host/x.zip?a=1", "https://***@host/x.zip?***");
+    expect_redacted("https://host/x.zip?X-Amz-Signature=abc&X-Amz-Expires=60",
+                    "https://host/x.zip?***");
+    expect_redacted("https://host/x.zip?token=t#part", "https://host/x.zip?***#part");
+    expect_redacted("https://host/x.zip?", "https://host/x.zip?");
+    expect_redacted("/data/bees?x", "/data/bees?x");
     expect_redacted("s3://bob@bucket/x", "s3://***@bucket/x");
     expect_redacted("https://a@b@host", "https://***@host");
     expect_redacted("https://host/x@y", "https://host/x@y");
