@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pipeline/cli/cli.h"
 #include "pipeline/common/log.h"
@@ -164,6 +165,16 @@ static int fetch(const dataset_options *o, const ap_config *cfg)
                     "apiary: unknown dataset %s; give a URL or a built-in name (see "
                     "apiary dataset --help)\n",
                     source);
+            return AP_EXIT_USAGE;
+        }
+        /* A built-in dataset has its own checksum and size; other values
+         * given with its name would be ignored, so they are rejected. */
+        if ((o->sha256 != NULL && strcasecmp(o->sha256, entry->sha256) != 0) ||
+            (o->size != NULL && request.size != entry->size)) {
+            fprintf(stderr,
+                    "apiary: dataset fetch: --sha256 and --size apply to a URL; the built-in "
+                    "dataset %s has sha256 %s and %lld bytes, so leave them out\n",
+                    source, entry->sha256, (long long)entry->size);
             return AP_EXIT_USAGE;
         }
         request.url = entry->url;

@@ -3,7 +3,8 @@
 # against a loopback HTTP server. A password inside a URI is rejected with
 # exit code 2 before any request, and no output repeats it. A user name
 # alone is masked in every message, on retries and redirects too. A missing
-# or malformed --sha256 and an unsupported scheme exit with 2, and a failed
+# or malformed --sha256, one that contradicts a built-in dataset, and an
+# unsupported scheme exit with 2, and a failed
 # download with 5, advising a rerun only where a rerun can succeed. A failed
 # fetch leaves the target folder as it was, except for a partial download
 # that a rerun resumes.
@@ -163,6 +164,16 @@ run no-sha dataset fetch "$base/ok.zip" --to "$work/no-sha"
 [ "$code" -eq 2 ] || { cat "$work/no-sha.err"; fail "fetch without --sha256: exit $code, expected 2"; }
 grep -q -- "--sha256 HEX" "$work/no-sha.err" ||
     { cat "$work/no-sha.err"; fail "fetch without --sha256: the error does not name --sha256"; }
+# A built-in name with another checksum is rejected before any request; the
+# proxy on a closed loopback port keeps a regression from reaching the
+# dataset's real host.
+https_proxy="http://127.0.0.1:$closed_port" HTTPS_PROXY="http://127.0.0.1:$closed_port" \
+    no_proxy="" NO_PROXY="" run builtin-sha dataset fetch beedataset --to "$work/builtin" \
+    --sha256 "$sha_zeros" --set store.retries=0
+[ "$code" -eq 2 ] || { cat "$work/builtin-sha.err"; fail "a built-in name with another --sha256: exit $code, expected 2"; }
+grep -q "the built-in dataset beedataset has sha256 .*so leave them out" "$work/builtin-sha.err" ||
+    { cat "$work/builtin-sha.err"; fail "the error does not say that a built-in name has its own sha256"; }
+[ ! -e "$work/builtin" ] || fail "a rejected built-in fetch created its folder"
 run bad-sha dataset fetch "$base/ok.zip" --to "$work/bad-sha" --sha256 abc123
 [ "$code" -eq 2 ] || { cat "$work/bad-sha.err"; fail "a malformed --sha256: exit $code, expected 2"; }
 grep -q "64 hex digits" "$work/bad-sha.err" ||
