@@ -51,18 +51,20 @@ typedef struct {
     const char *output;
 } score_flags;
 
+/* The flags that set score.model, score.input and score.output. */
+static const char *const flag_names[] = {"--model", "--input", "--output"};
+
 /* Move --model, --input and --output into flags and the other arguments into
  * rest. Returns false after printing a usage error. */
 static bool split_flags(int argc, char **argv, score_flags *flags, char **rest, int *rest_count)
 {
-    static const char *const names[] = {"--model", "--input", "--output"};
     const char **targets[] = {&flags->model, &flags->input, &flags->output};
     memset(flags, 0, sizeof(*flags));
     *rest_count = 0;
     for (int i = 0; i < argc; i++) {
         int match = -1;
         for (int n = 0; n < 3; n++)
-            if (strcmp(argv[i], names[n]) == 0)
+            if (strcmp(argv[i], flag_names[n]) == 0)
                 match = n;
         bool is_value =
             i > 0 && (strcmp(argv[i - 1], "--set") == 0 || strcmp(argv[i - 1], "-c") == 0 ||
@@ -84,24 +86,13 @@ static bool split_flags(int argc, char **argv, score_flags *flags, char **rest, 
 static bool apply_flags(const score_flags *flags, ap_config *cfg)
 {
     static const char *const keys[] = {"score.model", "score.input", "score.output"};
-    static const char *const names[] = {"--model", "--input", "--output"};
     const char *values[] = {flags->model, flags->input, flags->output};
     for (int i = 0; i < 3; i++) {
         if (values[i] == NULL)
             continue;
-        char assignment[AP_PATH_MAX + 64];
         ap_error err = {0};
-        if (snprintf(assignment, sizeof(assignment), "%s=%s", keys[i], values[i]) >=
-                (int)sizeof(assignment) ||
-            ap_config_set(cfg, assignment, &err) != AP_OK) {
-            /* The reason without ap_config_set's "--set KEY: ", since the
-             * value came from the flag. */
-            char prefix[64];
-            snprintf(prefix, sizeof(prefix), "--set %s: ", keys[i]);
-            const char *reason = err.message[0] != '\0' ? err.message : "the value is too long";
-            if (strncmp(reason, prefix, strlen(prefix)) == 0)
-                reason += strlen(prefix);
-            fprintf(stderr, "apiary: invalid %s (%s): %s\n", names[i], keys[i], reason);
+        if (ap_config_set_key(cfg, keys[i], values[i], &err) != AP_OK) {
+            fprintf(stderr, "apiary: invalid %s (%s): %s\n", flag_names[i], keys[i], err.message);
             return false;
         }
     }

@@ -22,6 +22,29 @@ void ap_config_defaults(ap_config *cfg)
     }
 }
 
+ap_status ap_config_set_key(ap_config *cfg, const char *name, const char *value, ap_error *err)
+{
+    char reason[REASON_MAX * 2];
+    const ap_config_key *key = ap_config_key_find(name);
+    if (key == NULL && ap_config_is_section(name)) {
+        ap_config_list_children(name, reason, sizeof(reason));
+        return ap_error_set(err, AP_ERR_INVALID,
+                            "%s is a section; set one of its keys (%s), for example %s.%.*s=...",
+                            name, reason, name, (int)strcspn(reason, ","), reason);
+    }
+    if (key == NULL) {
+        ap_config_describe_unknown_key(name, reason, sizeof(reason));
+        return ap_error_set(err, AP_ERR_INVALID, "%s", reason);
+    }
+
+    /* Work on a copy so that a failed override leaves cfg as it was. */
+    ap_config updated = *cfg;
+    if (!ap_config_key_parse_text(key, value, &updated, reason, sizeof(reason)))
+        return ap_error_set(err, AP_ERR_INVALID, "%s", reason);
+    *cfg = updated;
+    return AP_OK;
+}
+
 ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err)
 {
     const char *equals = strchr(assignment, '=');
@@ -30,29 +53,14 @@ ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err)
                             "--set %.200s: expected key=value, for example train.epochs=3",
                             assignment);
 
-    char name[KEY_PATH_MAX], reason[REASON_MAX * 2];
+    char name[KEY_PATH_MAX];
     snprintf(name, sizeof(name), "%.*s", (int)(equals - assignment), assignment);
-    const ap_config_key *key = ap_config_key_find(name);
-    if (key == NULL && ap_config_is_section(name)) {
-        ap_config_list_children(name, reason, sizeof(reason));
-        return ap_error_set(err, AP_ERR_INVALID,
-                            "--set %s: %s is a section; set one of its keys (%s), for "
-                            "example %s.%.*s=...",
-                            name, name, reason, name, (int)strcspn(reason, ","), reason);
-    }
-    if (key == NULL) {
-        ap_config_describe_unknown_key(name, reason, sizeof(reason));
-        return ap_error_set(err, AP_ERR_INVALID, "--set %s: %s", name, reason);
-    }
-
-    /* Work on a copy so that a failed override leaves cfg as it was. */
-    ap_config updated = *cfg;
     /* Errors name the key, not the whole assignment: the reason quotes the
      * value where that helps, but never a password. */
-    if (!ap_config_key_parse_text(key, equals + 1, &updated, reason, sizeof(reason)))
-        return ap_error_set(err, AP_ERR_INVALID, "--set %s: %s", name, reason);
-    *cfg = updated;
-    return AP_OK;
+    ap_status status = ap_config_set_key(cfg, name, equals + 1, err);
+    if (status != AP_OK)
+        ap_error_prefix(err, "--set %s", name);
+    return status;
 }
 
 /* ---- Cross-key rules ---- */

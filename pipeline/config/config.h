@@ -10,10 +10,10 @@
  * table in config_table.c (type, bounds, default, help); this struct is
  * where the values go. */
 
-#define AP_MAX_LABELS    16
-#define AP_MAX_STAGES    8
-#define AP_NAME_MAX      64
-#define AP_PATH_MAX      1024
+#define AP_MAX_LABELS 16
+#define AP_MAX_STAGES 8
+#define AP_NAME_MAX   64
+#define AP_PATH_MAX   1024
 
 typedef enum { AP_RESIZE_STRETCH = 0, AP_RESIZE_LETTERBOX = 1 } ap_resize_mode;
 typedef enum { AP_POS_WEIGHT_AUTO = 0, AP_POS_WEIGHT_NONE = 1 } ap_pos_weight_mode;
@@ -83,10 +83,10 @@ typedef struct {
     double asymmetric_gamma_neg; /* asymmetric loss exponent of negative targets */
     double asymmetric_clip;      /* asymmetric loss margin subtracted from negatives' p */
     bool augment;
-    double brightness; /* maximum relative brightness change */
-    double contrast;   /* maximum relative contrast change */
-    int log_every;     /* steps between log lines */
-    int checkpoint_every; /* epochs between checkpoints */
+    double brightness;      /* maximum relative brightness change */
+    double contrast;        /* maximum relative contrast change */
+    int log_every;          /* steps between log lines */
+    int checkpoint_every;   /* epochs between checkpoints */
     int accumulation_steps; /* micro-batches per optimizer step in each process */
     int collective_timeout; /* seconds a process waits for the others in one collective */
     char precision[8];      /* "fp32", "tf32" or "bf16"; train.device=cuda only */
@@ -129,12 +129,12 @@ typedef struct {
 #define AP_SCORE_ALERT_MAX  128
 
 typedef struct {
-    char model[AP_NAME_MAX];  /* registry alias or version number ("3" or "v3") */
-    char input[AP_PATH_MAX];  /* folder of images, searched recursively */
-    char output[AP_PATH_MAX]; /* predictions go to output/v<VERSION> */
-    int batch_size;           /* images per inference forward pass */
-    int chunk_size;           /* images decoded while the previous chunk runs inference */
-    int threads;              /* 0: all cores */
+    char model[AP_NAME_MAX];         /* registry alias or version number ("3" or "v3") */
+    char input[AP_PATH_MAX];         /* folder of images, searched recursively */
+    char output[AP_PATH_MAX];        /* predictions go to output/v<VERSION> */
+    int batch_size;                  /* images per inference forward pass */
+    int chunk_size;                  /* images decoded while the previous chunk runs inference */
+    int threads;                     /* 0: all cores */
     char group_pattern[AP_NAME_MAX]; /* "none", "dir", "dir:N" or "name:N" */
     /* "LABEL.METRIC OP VALUE" with METRIC count or rate and OP >, >=, < or <= */
     char alerts[AP_SCORE_MAX_ALERTS][AP_SCORE_ALERT_MAX];
@@ -192,6 +192,10 @@ ap_status ap_config_load_string(const char *yaml, const char *name, ap_config *c
  * ("data.labels=wasp,bee"). The value is used as is: no ${VAR} expansion.
  * On failure cfg is unchanged. */
 ap_status ap_config_set(ap_config *cfg, const char *assignment, ap_error *err);
+
+/* Set the key name to value as ap_config_set does. The error message is the
+ * reason alone, so that a caller can say where the value came from. */
+ap_status ap_config_set_key(ap_config *cfg, const char *name, const char *value, ap_error *err);
 
 /* Copy into out only the settings that shape a trained model (seed, data,
  * split, model and, with training set, train), leaving every other key at
