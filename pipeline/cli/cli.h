@@ -47,17 +47,17 @@ bool ap_cli_parse(int argc, char **argv, unsigned allowed, ap_cli_options *optio
 
 /* Write into out the command "apiary STAGE -c CONFIG [--set KEY=VALUE]...
  * [SUFFIX]" with the config and overrides of options, quoted for a POSIX
- * shell and after "mpirun -np N" under an MPI launcher of N processes, so
- * that a hint in a message reaches the same run. suffix may be
- * NULL. When the command does not fit, out names the options instead.
- * Returns out. */
+ * shell, so that a hint in a message reaches the same run. Under an MPI
+ * launcher of N processes the command starts with "mpirun -np N". suffix
+ * may be NULL. When the command does not fit, out names the options
+ * instead. Returns out. */
 const char *ap_cli_command_text(const char *stage, const ap_cli_options *options,
                                 const char *suffix, char *out, size_t out_size);
 
 /* Load the config file and apply the overrides; prints errors. */
 bool ap_cli_load_config(const ap_cli_options *options, ap_config *cfg);
 
-/* Parse gate.rules so that a bad rule fails before any work; prints errors. */
+/* Parse gate.rules so that a bad rule fails before any work. Prints errors. */
 bool ap_cli_check_gate_rules(const ap_config *cfg);
 
 /* Exit code for a stage error, and print it. */

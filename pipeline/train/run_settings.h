@@ -21,18 +21,18 @@ ap_status ap_run_settings_changed(const ap_config *cfg, const char *run_dir, boo
                                   char *changed, size_t changed_size, ap_error *err);
 
 /* Write into hex the SHA-256 of the settings that shape the trained
- * weights, as checkpoints record it. The epoch count is left out because
- * checkpoints were hashed without it when a resume could change it;
+ * weights, as checkpoints record it. The epoch count is left out, because
+ * checkpoints were hashed without it when a resume could change it.
  * ap_run_check_state rejects a changed epoch count through the run's
  * config.yaml instead. The collective timeout is left out so that a resumed
  * job may wait longer. */
 void ap_run_settings_hash(const ap_config *cfg, char hex[65]);
 
 /* Inspect run_dir: *complete when it contains complete.json, *has_checkpoint
- * when it contains checkpoint.safetensors. Fails with AP_ERR_INVALID, with
- * the changed keys and both values named, when a finished run's settings
- * differ from cfg's or when a started run would be resumed with other
- * settings (data.root included), and when a started run would be continued
+ * when it contains checkpoint.safetensors. Fails with AP_ERR_INVALID, naming
+ * the changed keys and both values, when a finished run's settings differ
+ * from cfg's, or when a started run would be resumed with other settings
+ * (data.root included). It also fails when a started run would be continued
  * without resume. A resume also fails when the checkpoint's settings hash
  * differs from cfg's (config.yaml missing or edited) or when it was written
  * by a job of another process count than world. All are mistakes in the

@@ -2,8 +2,8 @@
  *
  * Labels are matched by name, so their order in the two models does not
  * matter. A champion label that this model lacks fails the comparison,
- * because promoting the model would stop serving and scoring that label;
- * labels this model adds pass and are recorded.
+ * because promoting the model would stop serving and scoring that label.
+ * Labels this model adds pass and are recorded.
  *
  * Both models score the same test images, each at its own thresholds (the
  * champion's come from its model card). For every label the two share, a

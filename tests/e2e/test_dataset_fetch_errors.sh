@@ -164,7 +164,7 @@ run no-sha dataset fetch "$base/ok.zip" --to "$work/no-sha"
 [ "$code" -eq 2 ] || { cat "$work/no-sha.err"; fail "fetch without --sha256: exit $code, expected 2"; }
 grep -q -- "--sha256 HEX" "$work/no-sha.err" ||
     { cat "$work/no-sha.err"; fail "fetch without --sha256: the error does not name --sha256"; }
-# A built-in name with another checksum is rejected before any request; the
+# A built-in name with another checksum is rejected before any request. The
 # proxy on a closed loopback port keeps a regression from reaching the
 # dataset's real host.
 https_proxy="http://127.0.0.1:$closed_port" HTTPS_PROXY="http://127.0.0.1:$closed_port" \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The commands that messages suggest reach the same run: apiary run stopped by
-# SIGTERM names the same apiary run command to rerun (it has no --resume), and
-# validate of an unfinished run names the train command with every --set
-# option of the command line. Both suggested commands are run as printed.
+# The commands that messages suggest reach the same run. apiary run stopped by
+# SIGTERM names the same apiary run command to rerun, since it has no
+# --resume. Validate of an unfinished run names the train command with every
+# --set option of the command line. Both suggested commands are run as printed.
 source "$(dirname "$0")/common.sh"
 data=$(data_dir)
 work=$(make_work_dir run-hints)
