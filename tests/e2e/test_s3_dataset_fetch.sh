@@ -87,7 +87,7 @@ grep -q "^data.root: $work/bee/images_300$" "$work/fetch.out" || fail "data.root
 manifest="$work/bee/images_300/labels.csv"
 [ "$(head -n 1 "$manifest")" = "file,varroa,pollen,wasps,cooling" ] || fail "bad manifest header"
 [ "$(wc -l < "$manifest")" -eq 7 ] || fail "the manifest does not have 6 rows"
-first=$(ls "$work/bee/images_300" | grep -v '^labels.csv$' | LC_ALL=C sort | head -n 1)
+first=$(ls "$work/bee/images_300" | grep -v '^labels.csv$' | LC_ALL=C sort | sed -n 1p)
 grep -q "^$first,1,1,0,0$" "$manifest" || fail "the first image's labels are wrong"
 cmp -s "$manifest" "$work/bee/images_150/labels.csv" || fail "images_150 has another manifest"
 

@@ -38,7 +38,9 @@ input="$work/input"
 mkdir -p "$input/broken"
 ln -s "$data/raspbee-samples/images" "$input/raspbee"
 ln -s "$data/wasp-trap/images" "$input/wasp-trap"
-first_jpeg=$(find "$data/wasp-trap/images" -name '*.jpg' | sort | head -n 1)
+# sed reads to the end, unlike head, so sort never gets SIGPIPE, which
+# pipefail would turn into a silent exit.
+first_jpeg=$(find "$data/wasp-trap/images" -name '*.jpg' | sort | sed -n 1p)
 head -c 2000 "$first_jpeg" > "$input/broken/cut-off.jpg"
 echo "not an image" > "$input/broken/notes.PNG"
 echo "ignored" > "$input/broken/readme.txt"
